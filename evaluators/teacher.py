@@ -1,0 +1,85 @@
+"""The teacher: a larger plain CNN trained once per run directory and cached with its logits.
+
+Plain 3x3 convolutions train fast on a CPU (depthwise ones do not), so the teacher costs
+about as much as one or two trials and every trial, and a resumed search, reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
+from torch import nn
+from torchvision.ops import Conv2dNormActivation
+
+TEACHER_EPOCHS = 15
+
+
+class TeacherCNN(nn.Module):
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        self.features = nn.Sequential(
+            Conv2dNormActivation(in_channels, width, 3),
+            Conv2dNormActivation(width, width * 2, 3),
+            nn.MaxPool2d(2),
+            Conv2dNormActivation(width * 2, width * 4, 3),
+            nn.MaxPool2d(2),
+            Conv2dNormActivation(width * 4, width * 4, 3),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Linear(width * 4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@dataclass(frozen=True)
+class Teacher:
+    model: nn.Module
+    train_logits: torch.Tensor  # computed once, reused by every trial's distillation
+    val_accuracy: float
+    trained_now: bool
+    seconds: float
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict_logits(model, x).argmax(1) == y).float().mean())
+
+
+def load_or_train_teacher(data: DataSplits, cache_dir: Path, seed: int = 0,
+                          epochs: int = TEACHER_EPOCHS) -> Teacher:
+    """Reuse the cached teacher when it was trained on exactly this data; else train and cache."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    weights, meta_path = cache_dir / "teacher.pt", cache_dir / "teacher.json"
+    key = {"data": data.fingerprint(), "epochs": epochs, "seed": seed, "arch": "TeacherCNN-32"}
+    model = TeacherCNN(data.in_channels, data.num_classes)
+    if weights.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("key") == key:
+            state = torch.load(weights, weights_only=True)
+            model.load_state_dict(state["model"])
+            model.eval()
+            return Teacher(model, state["train_logits"], meta["val_accuracy"], False, 0.0)
+
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    model = TeacherCNN(data.in_channels, data.num_classes)
+    train_distilled(model, data.train.x, data.train.y, None, epochs=epochs,
+                    settings=TrainSettings(lr=0.003), seed=seed)
+    logits = predict_logits(model, data.train.x)
+    acc = _accuracy(model, data.val.x, data.val.y)
+    seconds = time.perf_counter() - start
+    # Write to temporary names, then rename: a crash never leaves a half-written cache.
+    tmp_w, tmp_m = weights.with_suffix(".pt.tmp"), meta_path.with_suffix(".json.tmp")
+    torch.save({"model": model.state_dict(), "train_logits": logits}, tmp_w)
+    tmp_m.write_text(json.dumps({"key": key, "val_accuracy": acc, "train_seconds": seconds}))
+    os.replace(tmp_w, weights)
+    os.replace(tmp_m, meta_path)
+    return Teacher(model, logits, acc, True, seconds)

@@ -1,0 +1,1 @@
+"""The Optuna study: storage, samplers, constraints, the objective and the CLI wiring."""

@@ -1,0 +1,105 @@
+"""The ``edgeshrink`` command line: parse, hand over, print one-line errors. Heavy imports wait."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", default="digits", help="study name (default: digits)")
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="run directory holding the study journal, teacher and trial artifacts "
+                        "(default: runs/<study>)")
+    p.add_argument("--storage", default=None,
+                   help="any Optuna storage URL instead of the run directory's journal file, "
+                        "e.g. sqlite:///study.db or postgresql://user@host/db")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeshrink",
+        description="Find the best compressed model for an edge device.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("search", help="run (or resume) a compression search")
+    _study_args(s)
+    s.add_argument("--trials", type=int, default=40, help="completed trials to reach (default 40)")
+    s.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
+    s.add_argument("--max-latency", type=float, default=None, metavar="MS",
+                   help="constraint: latency at most MS milliseconds")
+    s.add_argument("--min-accuracy", type=float, default=None, metavar="FRACTION",
+                   help="constraint: validation accuracy at least FRACTION (e.g. 0.95)")
+    s.add_argument("--profile", default="host", help="hardware profile name or .toml path")
+    s.add_argument("--dataset", default="digits", help="data set (default: digits)")
+    s.add_argument("--space", type=Path, default=None, help="search-space YAML file")
+    s.add_argument("--epochs", type=int, default=5, help="distillation epochs per trial")
+    s.add_argument("--finetune-epochs", type=int, default=1, help="fine-tune epochs after pruning")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("report", help="write the Pareto report of a study")
+    _study_args(r)
+    return parser
+
+
+def _search(args: argparse.Namespace) -> None:
+    from edgeshrink.search.runner import SearchOptions, run_search
+
+    run_search(SearchOptions(
+        study=args.study, run_dir=args.run_dir, storage=args.storage, trials=args.trials,
+        timeout=args.timeout, seed=args.seed, sampler=args.sampler,
+        max_latency=args.max_latency, min_accuracy=args.min_accuracy, profile=args.profile,
+        dataset=args.dataset, space=args.space, epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs, progress=not args.no_progress,
+    ))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from edgeshrink.reports.frame import pareto_frame
+    from edgeshrink.reports.writer import write_report
+    from edgeshrink.search.study import load_existing_study
+
+    run_dir = args.run_dir or Path("runs") / args.study
+    study = load_existing_study(args.study, run_dir, args.storage)
+    try:
+        paths = write_report(study, run_dir)
+    except OSError as exc:
+        from edgeshrink.spaces.errors import EdgeshrinkError
+
+        raise EdgeshrinkError(f"cannot write the report into {run_dir}: {exc.strerror}") from None
+    front = pareto_frame(study)
+    cols = [c for c in ("trial", "accuracy", "latency_ms", "size_bytes", "precision", "arch")
+            if c in front.columns]
+    print(front[cols].to_string(index=False) if len(front) else "no Pareto-optimal trials yet")
+    print(f"report: {paths['html']}")
+
+
+COMMANDS = {"search": _search, "report": _report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    from edgeshrink.hardware_profiles.registry import ProfileError
+    from edgeshrink.spaces.errors import EdgeshrinkError
+
+    try:
+        COMMANDS[args.command](args)
+    except (EdgeshrinkError, ProfileError) as exc:
+        if args.debug:
+            raise
+        print(f"edgeshrink: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgeshrink: interrupted; finished trials are saved, run the same command to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""The Optuna objective: sample a candidate, evaluate it for real, record everything with the trial."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.pipeline import evaluate_candidate
+from edgeshrink.evaluators.teacher import Teacher
+from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.registry import Profile
+from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.spaces.space import SearchSpace
+
+
+@dataclass
+class Objective:
+    space: SearchSpace
+    data: DataSplits
+    teacher: Teacher
+    profile: Profile
+    trials_dir: Path
+    settings: TrainSettings
+    seed: int = 0
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+        candidate = suggest_candidate(trial, self.space)
+        trial.set_user_attr("arch", candidate.arch)
+        trial.set_user_attr("candidate", candidate.to_dict())
+        trial.set_user_attr("profile", self.profile.name)
+        try:
+            result = evaluate_candidate(
+                candidate,
+                self.data,
+                self.teacher,
+                self.profile,
+                self.trials_dir / f"{trial.number:05d}",
+                self.settings,
+                seed=self.seed + trial.number,
+            )
+        except Exception as exc:
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0])
+            raise
+        for key, value in result.to_dict().items():
+            trial.set_user_attr(key, value)
+        # Real constraints, not penalties: the objectives stay honest and the samplers know.
+        if self.max_latency_ms is not None:
+            trial.set_constraint("max_latency_ms", result.latency_ms - self.max_latency_ms)
+        if self.min_accuracy is not None:
+            trial.set_constraint("min_accuracy", self.min_accuracy - result.accuracy)
+        return result.accuracy, result.latency_ms

@@ -1,0 +1,75 @@
+"""Find or create a study the same way for every command: --study NAME plus --run-dir or --storage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+from edgeshrink.spaces.errors import EdgeshrinkError
+from optuna.storages import BaseStorage
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+DIRECTIONS = ("maximize", "minimize")
+METRIC_NAMES = ("accuracy", "latency_ms")
+JOURNAL_FILE = "study.journal"
+
+
+def default_run_dir(study_name: str) -> Path:
+    return Path("runs") / study_name
+
+
+def mask_url(url: str) -> str:
+    """Hide a password in a storage URL before it is printed."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+def open_storage(run_dir: Path, storage_url: str | None, *, create: bool) -> BaseStorage | str:
+    """The run directory's journal file (safe for several processes) unless a URL is given."""
+    if storage_url:
+        try:
+            return optuna.storages.get_storage(storage_url)
+        except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
+            raise EdgeshrinkError(
+                f"cannot open storage {mask_url(storage_url)}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+    journal = run_dir / JOURNAL_FILE
+    if not create and not journal.is_file():
+        raise EdgeshrinkError(
+            f"no study storage at {journal}; pass the --run-dir of an earlier search or --storage"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(journal)))
+    except OSError as exc:
+        raise EdgeshrinkError(f"cannot write run directory {run_dir}: {exc.strerror}") from None
+
+
+def load_existing_study(name: str, run_dir: Path, storage_url: str | None) -> optuna.Study:
+    storage = open_storage(run_dir, storage_url, create=False)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        known = ", ".join(names) or "none"
+        raise EdgeshrinkError(f"no study named {name!r} in this storage (studies there: {known})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def create_or_resume_study(
+    name: str, run_dir: Path, storage_url: str | None, sampler: optuna.samplers.BaseSampler
+) -> optuna.Study:
+    storage = open_storage(run_dir, storage_url, create=True)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        directions=list(DIRECTIONS),
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
+        raise EdgeshrinkError(
+            f"study {name!r} exists with other objectives; choose another --study name"
+        )
+    # Lets Optuna's own tools (optuna-dashboard) label the axes.
+    study.set_metric_names(list(METRIC_NAMES))
+    return study

@@ -1,0 +1,3 @@
+"""Names of the precisions the space may offer; the realisation is in ``quantization``."""
+
+PRECISIONS = ("fp32", "int8")
