@@ -45,7 +45,9 @@ def _resize(x: np.ndarray, resolution: int) -> torch.Tensor:
     return t
 
 
-def load_digits_splits(resolution: int = 16, fractions: tuple[float, float] = (0.6, 0.2)) -> DataSplits:
+def load_digits_splits(
+    resolution: int = 16, fractions: tuple[float, float] = (0.6, 0.2)
+) -> DataSplits:
     """Stratified train / validation / test split (60/20/20 by default) of the 1,797 digits."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

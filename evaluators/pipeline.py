@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -56,10 +57,8 @@ def tool_versions() -> dict[str, str]:
     names = ("edgeshrink", "torch", "onnxruntime", "onnx", "optuna")
     out = {"python": platform.python_version()}
     for n in names:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[n] = metadata.version(n)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

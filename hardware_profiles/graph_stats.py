@@ -21,7 +21,9 @@ def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     inferred = shape_inference.infer_shapes(model)
     out: dict[str, list[int]] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
-        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+        dims = [
+            d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim
+        ]
         out[vi.name] = dims
     return out
 

@@ -1,4 +1,4 @@
-"""The Optuna objective: sample a candidate, evaluate it for real, record everything with the trial."""
+"""The Optuna objective: sample a candidate, evaluate it for real, record it all with the trial."""
 
 from __future__ import annotations
 

@@ -54,7 +54,9 @@ def validate(opts: SearchOptions) -> None:
     if opts.epochs < 1 or opts.finetune_epochs < 0:
         raise EdgeshrinkError("--epochs must be >= 1 and --finetune-epochs >= 0")
     if opts.max_latency is not None and opts.max_latency <= 0:
-        raise EdgeshrinkError(f"--max-latency must be positive milliseconds, got {opts.max_latency}")
+        raise EdgeshrinkError(
+            f"--max-latency must be positive milliseconds, got {opts.max_latency}"
+        )
     if opts.min_accuracy is not None and not 0 <= opts.min_accuracy <= 1:
         raise EdgeshrinkError(f"--min-accuracy is a fraction in [0, 1], got {opts.min_accuracy}")
 

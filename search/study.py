@@ -1,4 +1,4 @@
-"""Find or create a study the same way for every command: --study NAME plus --run-dir or --storage."""
+"""Find or create a study the same way for every command: --study plus --run-dir or --storage."""
 
 from __future__ import annotations
 

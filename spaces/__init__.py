@@ -1,4 +1,4 @@
-"""What can be chosen, and how a choice is realised. Importing this package stays light (no torch)."""
+"""What can be chosen, and how a choice is realised. Importing this package does not load torch."""
 
 from edgeshrink.spaces.candidate import Candidate, StageSpec, format_arch, parse_arch
 from edgeshrink.spaces.errors import EdgeshrinkError

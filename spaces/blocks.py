@@ -17,7 +17,7 @@ def _make_divisible(value: float, divisor: int = 4) -> int:
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: 1x1 expand, kxk depthwise, 1x1 linear projection, skip when shapes match."""
+    """MobileNetV2 block: 1x1 expand, kxk depthwise, 1x1 linear projection, skip if shapes match."""
 
     def __init__(self, in_chs: int, out_chs: int, kernel: int, stride: int, expansion: int):
         super().__init__()

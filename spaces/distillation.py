@@ -1,4 +1,4 @@
-"""Knowledge distillation loss (Hinton et al. 2015): soft targets at temperature T plus hard labels."""
+"""Knowledge distillation loss (Hinton et al. 2015): soft targets at temperature T, hard labels."""
 
 from __future__ import annotations
 

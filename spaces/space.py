@@ -55,7 +55,9 @@ class SearchSpace:
         for i, (channels, stride) in enumerate(self.stage_skeleton):
             block, kernel, expansion = parse_block_choice(params[f"stage{i}_block"])
             stages.append(
-                StageSpec(block, kernel, expansion, int(params[f"stage{i}_depth"]), stride, channels)
+                StageSpec(
+                    block, kernel, expansion, int(params[f"stage{i}_depth"]), stride, channels
+                )
             )
         return Candidate(
             width_mult=float(params["width_mult"]),
@@ -107,7 +109,8 @@ def parse_space(raw: dict[str, Any], source: str = "space") -> SearchSpace:
         kind, kernel, _ = parse_block_choice(token)
         if kind not in BLOCKS:
             raise EdgeshrinkError(
-                f"{source}: 'choices.block' has unknown block type {kind!r}; known: {sorted(BLOCKS)}"
+                f"{source}: 'choices.block' has unknown block type {kind!r}; "
+                f"known: {sorted(BLOCKS)}"
             )
         if kernel % 2 == 0:
             raise EdgeshrinkError(f"{source}: 'choices.block' kernel must be odd, got {token!r}")

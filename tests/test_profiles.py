@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from edgeshrink.hardware_profiles import ProfileError, list_profiles, load_profile
+from edgeshrink.hardware_profiles.measure import measure_latency
+from edgeshrink.hardware_profiles.registry import Measurement
+
+
+def test_host_profile_loads():
+    assert "host" in list_profiles()
+    p = load_profile("host")
+    assert p.latency_method == "measured" and "int8" in p.precisions
+    assert p.measurement.intra_op_threads == 1
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ProfileError, match="unknown profile 'pi9'.*host"):
+        load_profile("pi9")
+
+
+@pytest.mark.parametrize(
+    "text,field",
+    [
+        ('schema_version = 1\nname = "x"\ndescription = "d"\nkind = "cpu"\n'
+         'latency_method = "measured"\n', "precisions"),
+        ('schema_version = 2\nname = "x"\n', "schema_version"),
+        ('schema_version = 1\nname = 3\ndescription = "d"\nkind = "cpu"\n'
+         'latency_method = "measured"\nprecisions = ["fp32"]\n', "name"),
+        ('schema_version = 1\nname = "x"\ndescription = "d"\nkind = "cpu"\n'
+         'latency_method = "guess"\nprecisions = ["fp32"]\n', "latency_method"),
+    ],
+)
+def test_bad_profile_file_names_the_field(tmp_path, text, field):
+    path = tmp_path / "dev.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=f"'{field}'"):
+        load_profile(str(path))
+
+
+def test_bigger_model_measures_slower(tmp_path):
+    paths = {}
+    for name, width in (("small", 4), ("big", 64)):
+        model = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(),
+                              nn.Conv2d(width, width, 3, padding=1))
+        paths[name] = tmp_path / f"{name}.onnx"
+        torch.onnx.export(model, (torch.zeros(1, 1, 32, 32),), str(paths[name]), dynamo=False)
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    settings = Measurement(warmup_runs=5, min_runs=30, min_seconds=0.05)
+    small = measure_latency(paths["small"], x, settings)
+    big = measure_latency(paths["big"], x, settings)
+    assert small.runs >= 30 and small.threads == 1
+    assert small.p90_ms >= small.median_ms > 0
+    # 256x more MACs: the measured gap is far beyond timing noise.
+    assert big.median_ms > 5 * small.median_ms
