@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 SPLIT_SEED = 0  # fixed, independent of --seed, so every study on digits sees the same split

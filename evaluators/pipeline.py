@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from edgeshrink.evaluators.data import DataSplits
-from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
+
+from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
 
 TEACHER_EPOCHS = 15
 

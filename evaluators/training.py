@@ -6,9 +6,10 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from edgeshrink.spaces.distillation import distillation_loss
 from edgeshrink.spaces.errors import EdgeshrinkError
-from torch import nn
 
 
 class TrainingDiverged(EdgeshrinkError):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
 from edgeshrink.hardware_profiles.registry import Measurement
 
 

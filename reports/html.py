@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
+
 from edgeshrink.reports.frame import choice_columns, pareto_frame
 
 _TABLE_HEAD = [

@@ -12,6 +12,7 @@ import secrets
 from pathlib import Path
 
 import optuna
+
 from edgeshrink.reports.frame import pareto_frame, trials_frame
 from edgeshrink.reports.html import render_html
 

@@ -27,7 +27,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("search", help="run (or resume) a compression search")
     _study_args(s)
-    s.add_argument("--trials", type=int, default=40, help="completed trials to reach (default 40)")
+    s.add_argument("--trials", type=int, default=80, help="completed trials to reach (default 80)")
     s.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")

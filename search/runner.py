@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
+
 from edgeshrink.evaluators.data import load_dataset
 from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
@@ -21,7 +23,6 @@ from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.study import create_or_resume_study, mask_url
 from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import load_space
-from optuna.trial import FrozenTrial, TrialState
 
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -31,7 +32,7 @@ class SearchOptions:
     study: str = "digits"
     run_dir: Path | None = None
     storage: str | None = None
-    trials: int = 40
+    trials: int = 80
     timeout: float | None = None
     seed: int = 0
     sampler: str = "tpe"
@@ -168,5 +169,5 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     return study
 
 
-# Median seconds per trial at 5 epochs on 2 cores, measured on the default space (BENCHMARKS.md).
-_SECONDS_PER_TRIAL_GUESS = 12.0
+# Mean seconds per trial at 5 epochs on 2 quiet cores, default space (BENCHMARKS.md).
+_SECONDS_PER_TRIAL_GUESS = 7.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import optuna
+
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import optuna
+
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.space import Categorical, FloatRange, IntRange, SearchSpace
 

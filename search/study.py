@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import optuna
-from edgeshrink.spaces.errors import EdgeshrinkError
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+from edgeshrink.spaces.errors import EdgeshrinkError
 
 DIRECTIONS = ("maximize", "minimize")
 METRIC_NAMES = ("accuracy", "latency_ms")

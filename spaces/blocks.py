@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from edgeshrink.spaces.candidate import Candidate, StageSpec
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
+
+from edgeshrink.spaces.candidate import Candidate, StageSpec
 
 
 def _make_divisible(value: float, divisor: int = 4) -> int:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from edgeshrink.spaces.quantization_choices import PRECISIONS
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from edgeshrink.spaces.candidate import Candidate, StageSpec, parse_block_choice
 from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.quantization_choices import PRECISIONS

@@ -8,11 +8,12 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
 from edgeshrink.reports import pareto_frame, trials_frame, write_report
 from edgeshrink.reports import writer as writer_mod
 from edgeshrink.reports.frame import pareto_mask
-from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.trial import TrialState, create_trial
 
 DISTS = {
     "width_mult": CategoricalDistribution([0.5, 0.75, 1.0]),

@@ -41,7 +41,8 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         assert t.user_attrs["arch"].startswith("w")
         assert {"torch", "onnxruntime", "optuna"} <= set(t.user_attrs["versions"])
         # int8 artifacts really are quantized graphs; fp32 ones are not.
-        text = open(artifact, "rb").read()
+        with open(artifact, "rb") as fh:
+            text = fh.read()
         assert (b"QuantizeLinear" in text) == (t.params["precision"] == "int8")
 
 
