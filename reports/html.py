@@ -12,19 +12,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from edgeshrink.reports.frame import choice_columns, pareto_frame
+from edgeshrink.reports.frame import METRIC_COLUMNS, choice_columns, pareto_frame
 
-_TABLE_HEAD = [
-    "trial",
-    "accuracy",
-    "latency_ms",
-    "latency_p90_ms",
-    "size_bytes",
-    "params",
-    "nonzero_params",
-    "macs",
-    "arch",
-]
+_TABLE_HEAD = ["trial", *METRIC_COLUMNS, "arch"]
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; }
