@@ -14,7 +14,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from edgeshrink.evaluators.data import DataSplits
@@ -148,8 +147,3 @@ class _StageTimer:
     def __exit__(self, *exc: object) -> None:
         self.seconds[self._stage] = round(time.perf_counter() - self._start, 3)
 
-
-def reevaluate_accuracy(artifact: Path | str, data: DataSplits, split: str = "val") -> float:
-    """Accuracy of a stored artifact on a named split: used to verify and to export."""
-    s = getattr(data, split)
-    return onnx_accuracy(artifact, s.x.numpy(), np.asarray(s.y.numpy()))
