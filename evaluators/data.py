@@ -29,6 +29,10 @@ class DataSplits:
     num_classes: int
     in_channels: int
     resolution: int
+    # Input preprocessing a deployed model needs: (pixel / pixel_scale - mean) / std, then resize.
+    mean: float = 0.0
+    std: float = 1.0
+    pixel_scale: float = 1.0
 
     def fingerprint(self) -> str:
         """Identifies the exact data, so a cached teacher is never reused on other data."""
@@ -77,6 +81,9 @@ def load_digits_splits(
         num_classes=10,
         in_channels=1,
         resolution=resolution,
+        mean=mean,
+        std=std,
+        pixel_scale=16.0,
     )
 
 

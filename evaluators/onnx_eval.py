@@ -24,3 +24,12 @@ def onnx_predict(model_path: Path | str, x: np.ndarray, batch_size: int = 256) -
 
 def onnx_accuracy(model_path: Path | str, x: np.ndarray, y: np.ndarray) -> float:
     return float((onnx_predict(model_path, x) == y).mean())
+
+
+def confusion_matrix(
+    predictions: np.ndarray, labels: np.ndarray, num_classes: int
+) -> list[list[int]]:
+    """Rows are true classes, columns predictions: which classes a compressed model confuses."""
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels.astype(np.int64), predictions.astype(np.int64)), 1)
+    return counts.tolist()

@@ -18,7 +18,7 @@ import torch
 
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.export import export_onnx
-from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
@@ -43,6 +43,7 @@ class EvaluationResult:
     nonzero_params: int
     macs: int
     weight_sparsity: float
+    confusion: list[list[int]]  # validation split, rows = true class
     latency_runs: int
     threads: int
     artifact: str
@@ -103,7 +104,9 @@ def evaluate_candidate(
         quantize(candidate.precision, fp32_path, work / ARTIFACT, calib)
     with timer("measure"):
         artifact = work / ARTIFACT
-        accuracy = onnx_accuracy(artifact, data.val.x.numpy(), data.val.y.numpy())
+        labels = data.val.y.numpy()
+        predictions = onnx_predict(artifact, data.val.x.numpy())
+        accuracy = float((predictions == labels).mean())
         latency = measure_latency(artifact, data.val.x[:1].numpy(), profile.measurement)
         stats = graph_stats(fp32_path)
         size = artifact.stat().st_size
@@ -123,6 +126,7 @@ def evaluate_candidate(
         nonzero_params=stats.nonzero_params,
         macs=stats.macs,
         weight_sparsity=sparsity,
+        confusion=confusion_matrix(predictions, labels, data.num_classes),
         latency_runs=latency.runs,
         threads=latency.threads,
         artifact=str(out_dir / ARTIFACT),

@@ -44,6 +44,25 @@ def _build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write the Pareto report of a study")
     _study_args(r)
+
+    e = sub.add_parser("export", help="export a chosen point (or a ladder of points) of a study")
+    _study_args(e)
+    how = e.add_mutually_exclusive_group(required=True)
+    how.add_argument("--trial", type=int, help="export this trial number")
+    how.add_argument("--max-latency", type=float, metavar="MS",
+                     help="export the most accurate trial within MS milliseconds")
+    how.add_argument("--knee", action="store_true", help="export the knee of the Pareto front")
+    how.add_argument("--ladder", type=int, metavar="K",
+                     help="export K front points over the latency range plus a runtime selector")
+    e.add_argument("--out", type=Path, required=True, help="directory to write")
+    e.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    b = sub.add_parser("build", help="retrain and export a model from an exported config.yaml")
+    b.add_argument("config", type=Path, help="config.yaml written by edgeshrink export")
+    b.add_argument("--out", type=Path, required=True, help="directory to write")
+    b.add_argument("--teacher-dir", type=Path, default=None,
+                   help="teacher cache to reuse (default: <out>/../.edgeshrink-teacher)")
+    b.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser
 
 
@@ -79,7 +98,55 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {paths['html']}")
 
 
-COMMANDS = {"search": _search, "report": _report}
+def _export(args: argparse.Namespace) -> None:
+    from edgeshrink.reports import export as ex
+    from edgeshrink.search.study import load_existing_study
+
+    run_dir = args.run_dir or Path("runs") / args.study
+    study = load_existing_study(args.study, run_dir, args.storage)
+    if args.ladder is not None:
+        results = ex.export_ladder(study, args.ladder, args.out, run_dir=run_dir, force=args.force)
+        for r in results:
+            print(f"trial {r.trial}: latency {r.metrics['latency_ms']:.4f} ms, validation "
+                  f"{r.val_accuracy:.4f}, test {r.test_accuracy:.4f} -> {r.out_dir}")
+        print(f"ladder of {len(results)} models: {args.out} (runtime selector: "
+              f"{args.out / ex.SELECTOR_FILE})")
+        return
+    if args.trial is not None:
+        pick = ex.pick_by_number(study, args.trial)
+    elif args.max_latency is not None:
+        pick = ex.pick_under_latency(study, args.max_latency)
+    else:
+        pick = ex.pick_knee(study)
+    r = ex.export_trial(study, pick.trial.number, args.out, run_dir=run_dir, force=args.force,
+                        reason=pick.reason)
+    print(f"exported trial {r.trial} ({pick.reason}): latency {r.metrics['latency_ms']:.4f} ms, "
+          f"validation accuracy {r.val_accuracy:.4f} (reproduced), test accuracy "
+          f"{r.test_accuracy:.4f}")
+    print(f"wrote {', '.join(r.files)} to {r.out_dir}")
+
+
+def _build(args: argparse.Namespace) -> None:
+    from edgeshrink.evaluators.build import build_from_config, load_build_config
+    from edgeshrink.reports.export import staged_directory
+
+    config = load_build_config(args.config)
+    teacher_dir = args.teacher_dir or args.out.parent / ".edgeshrink-teacher"
+    with staged_directory(args.out, args.force) as stage:
+        result = build_from_config(config, stage / "model", teacher_dir)
+        for item in (stage / "model").iterdir():
+            item.rename(stage / item.name)
+        (stage / "model").rmdir()
+    expected = config.expected.get("validation_accuracy")
+    note = "" if expected is None else (
+        " (matches the exported model)" if result.accuracy == expected
+        else f" (the exported model had {expected:.4f})")
+    print(f"built {config.candidate.arch} ({config.candidate.precision}): validation accuracy "
+          f"{result.accuracy:.4f}{note}, latency {result.latency_ms:.4f} ms, "
+          f"{result.size_bytes:,} bytes -> {args.out}")
+
+
+COMMANDS = {"search": _search, "report": _report, "export": _export, "build": _build}
 
 
 def main(argv: list[str] | None = None) -> int:

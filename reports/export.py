@@ -1,0 +1,379 @@
+"""Pick a point of a finished study and ship it: the measured artifact, its recipe, its proof.
+
+An export never re-creates the model: it copies the exact quantized file the search measured,
+re-checks that it still scores the stored validation accuracy, scores it once on the held-out
+test split (never seen by the search), and writes everything to a staging directory that is
+renamed into place only when complete, so an interrupted export leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import secrets
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from edgeshrink.reports.frame import pareto_mask
+from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.errors import EdgeshrinkError
+
+SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standard library
+_STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "size_bytes", "size_gzip_bytes",
+                   "params", "nonzero_params", "macs", "weight_sparsity", "threads", "profile",
+                   "arch", "versions")
+
+
+@dataclass(frozen=True)
+class Pick:
+    trial: FrozenTrial
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    trial: int
+    out_dir: Path
+    files: list[str]
+    val_accuracy: float
+    test_accuracy: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- picking a point
+
+
+def _eligible(study: optuna.Study) -> list[FrozenTrial]:
+    """Completed trials that meet the study's constraints: the only ones a front may hold."""
+    return [
+        t for t in study.trials
+        if t.state == TrialState.COMPLETE and all(c <= 0.0 for c in t.constraints.values())
+    ]
+
+
+def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The feasible front, fastest first."""
+    trials = _eligible(study)
+    if not trials:
+        return []
+    mask = pareto_mask([t.values for t in trials])
+    return sorted((t for t, m in zip(trials, mask, strict=True) if m),
+                  key=lambda t: (t.values[1], -t.values[0]))
+
+
+def _describe(t: FrozenTrial) -> str:
+    return f"trial {t.number} (accuracy {t.values[0]:.4f}, {t.values[1]:.4f} ms)"
+
+
+def pick_by_number(study: optuna.Study, number: int) -> Pick:
+    by_number = {t.number: t for t in study.trials}
+    if number not in by_number:
+        last = max(by_number, default=-1)
+        raise EdgeshrinkError(
+            f"study {study.study_name!r} has no trial {number} (trials are 0..{last})"
+        )
+    t = by_number[number]
+    if t.state != TrialState.COMPLETE:
+        why = t.user_attrs.get("error") or t.system_attrs.get("fail_reason") or ""
+        raise EdgeshrinkError(
+            f"trial {number} is {t.state.name}, not COMPLETE; nothing to export"
+            + (f" ({why})" if why else "")
+        )
+    return Pick(t, f"trial {number}, chosen by number")
+
+
+def pick_under_latency(study: optuna.Study, budget_ms: float) -> Pick:
+    """Most accurate feasible trial within the budget; if none, the error names the closest."""
+    if not budget_ms > 0:
+        raise EdgeshrinkError(f"--max-latency must be positive milliseconds, got {budget_ms}")
+    trials = _eligible(study)
+    if not trials:
+        raise EdgeshrinkError(f"study {study.study_name!r} has no completed feasible trials yet")
+    fitting = [t for t in trials if t.values[1] <= budget_ms]
+    if not fitting:
+        # Closest over the budget: the fastest of the front.
+        closest = min(trials, key=lambda t: (t.values[1], -t.values[0]))
+        raise EdgeshrinkError(
+            f"no trial meets {budget_ms:g} ms; the closest is {_describe(closest)}: "
+            f"export it with --trial {closest.number} or raise --max-latency"
+        )
+    best = max(fitting, key=lambda t: (t.values[0], -t.values[1]))
+    return Pick(best, f"most accurate within {budget_ms:g} ms")
+
+
+def knee_index(accuracy: np.ndarray, latency: np.ndarray) -> int:
+    """Index of the knee of a front: the point farthest above the chord between its ends.
+
+    Both axes are scaled to [0, 1] over the front first, so the unit of latency does not matter.
+    With fewer than three points (no chord to rise above) or no point above the chord, the point
+    closest to the ideal corner (best accuracy, lowest latency) is taken instead.
+    """
+    acc = np.asarray(accuracy, dtype=float)
+    lat = np.asarray(latency, dtype=float)
+
+    def scale(v: np.ndarray) -> np.ndarray:
+        span = v.max() - v.min()
+        return (v - v.min()) / span if span > 0 else np.zeros_like(v)
+
+    a, lt = scale(acc), scale(lat)
+    if len(acc) >= 3:
+        lo, hi = int(np.argmin(lat)), int(np.argmax(lat))
+        da, dl = a[hi] - a[lo], lt[hi] - lt[lo]
+        norm = math.hypot(da, dl)
+        if norm > 0:
+            # Signed distance from the chord; positive = more accurate than the chord predicts.
+            rise = (dl * (a - a[lo]) - da * (lt - lt[lo])) / norm
+            if rise.max() > 1e-12:
+                return int(np.argmax(rise))
+    return int(np.argmin(np.hypot(1.0 - a, lt)))
+
+
+def pick_knee(study: optuna.Study) -> Pick:
+    front = pareto_trials(study)
+    if not front:
+        raise EdgeshrinkError(f"study {study.study_name!r} has no completed feasible trials yet")
+    i = knee_index(np.array([t.values[0] for t in front]), np.array([t.values[1] for t in front]))
+    return Pick(front[i], f"knee of the {len(front)}-point front")
+
+
+def ladder_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
+    """K front points spread evenly over the front's latency range (log scale), fastest first."""
+    if k < 1:
+        raise EdgeshrinkError(f"--ladder must be at least 1, got {k}")
+    front = pareto_trials(study)
+    if not front:
+        raise EdgeshrinkError(f"study {study.study_name!r} has no completed feasible trials yet")
+    if len(front) <= k:
+        return front
+    log_lat = np.log([t.values[1] for t in front])
+    targets = np.linspace(log_lat[0], log_lat[-1], k)
+    chosen: list[int] = []
+    for target in targets:
+        order = np.argsort(np.abs(log_lat - target), kind="stable")
+        chosen.append(next(int(i) for i in order if int(i) not in chosen))
+    return [front[i] for i in sorted(chosen)]
+
+
+# ---------------------------------------------------------------- writing an export
+
+
+@contextlib.contextmanager
+def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
+    """Yield an empty sibling directory; on success it replaces ``out_dir`` in one rename."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgeshrinkError(f"--out {out_dir} is a file, not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise EdgeshrinkError(f"{out_dir} already exists and is not empty; pass --force to "
+                              "replace it")
+    token = secrets.token_hex(4)
+    stage = out_dir.parent / f".{out_dir.name}.partial-{token}"
+    try:
+        stage.mkdir(parents=True)
+    except OSError as exc:
+        raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}") from None
+    try:
+        yield stage
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{token}"
+            os.replace(out_dir, old)
+            os.replace(stage, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _artifact_dir(trial: FrozenTrial, run_dir: Path | None) -> Path:
+    stored = trial.user_attrs.get("artifact")
+    candidates = [Path(stored).parent] if stored else []
+    if run_dir is not None:
+        candidates.append(Path(run_dir) / "trials" / f"{trial.number:05d}")
+    for d in candidates:
+        if (d / "model.onnx").is_file():
+            return d
+    raise EdgeshrinkError(
+        f"the artifact of trial {trial.number} is missing (looked in "
+        f"{', '.join(str(d) for d in candidates) or 'nowhere: no artifact recorded'}); "
+        "pass the --run-dir of the search that made it"
+    )
+
+
+def _study_setup(study: optuna.Study) -> dict[str, Any]:
+    setup = study.user_attrs.get("setup")
+    if not setup:
+        raise EdgeshrinkError(f"study {study.study_name!r} was not made by edgeshrink search "
+                              "(it has no recorded setup)")
+    return setup
+
+
+def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: Path | None,
+                pick_reason: str) -> ExportResult:
+    """Copy, verify and describe one trial's model inside ``stage``."""
+    # Heavy imports only when a model is really exported.
+    import torch
+
+    from edgeshrink.evaluators.build import BuildConfig
+    from edgeshrink.evaluators.data import load_dataset
+    from edgeshrink.evaluators.onnx_eval import onnx_predict
+    from edgeshrink.evaluators.training import TrainSettings
+    from edgeshrink.spaces.blocks import build_student
+
+    source = _artifact_dir(trial, run_dir)
+    setup = _study_setup(study)
+    attrs = trial.user_attrs
+    candidate = Candidate.from_dict(attrs["candidate"])
+    data = load_dataset(setup["dataset"], candidate.input_resolution)
+
+    shutil.copy2(source / "model.onnx", stage / "model.onnx")
+    shutil.copy2(source / "weights.pt", stage / "weights.pt")
+    files = ["model.onnx", "weights.pt"]
+
+    # Proof 1: the shipped file scores exactly what the search stored.
+    val_pred = onnx_predict(stage / "model.onnx", data.val.x.numpy())
+    val_acc = float((val_pred == data.val.y.numpy()).mean())
+    if val_acc != trial.values[0]:
+        raise EdgeshrinkError(
+            f"trial {trial.number}'s model.onnx scores validation accuracy {val_acc:.6f}, "
+            f"but the study stored {trial.values[0]:.6f}: the artifact was changed or is not "
+            "the one measured; not exporting it"
+        )
+    # Proof 2: the weights load safely and fit the architecture in the recipe.
+    state = torch.load(stage / "weights.pt", weights_only=True)
+    build_student(candidate, data.in_channels, data.num_classes).load_state_dict(state)
+    # The held-out test split, which the search never sees.
+    test_pred = onnx_predict(stage / "model.onnx", data.test.x.numpy())
+    test_acc = float((test_pred == data.test.y.numpy()).mean())
+
+    metrics = {k: attrs[k] for k in _STORED_METRICS if k in attrs}
+    metrics.update(
+        trial=trial.number,
+        study=study.study_name,
+        picked=pick_reason,
+        validation_accuracy=val_acc,
+        test_accuracy=test_acc,
+        validation_images=int(len(data.val.y)),
+        test_images=int(len(data.test.y)),
+        exported_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+    config = BuildConfig(
+        candidate=candidate,
+        dataset=setup["dataset"],
+        training=TrainSettings(**setup["settings"]),
+        seed=int(setup.get("seed", 0)) + trial.number,
+        teacher_seed=int(setup.get("seed", 0)),
+        profile=setup["profile"],
+        source={"study": study.study_name, "trial": trial.number},
+        expected={"validation_accuracy": val_acc, "test_accuracy": test_acc,
+                  "latency_ms": attrs.get("latency_ms"), "size_bytes": attrs.get("size_bytes")},
+    )
+    (stage / "config.yaml").write_text(config.to_yaml())
+    (stage / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (stage / "README.md").write_text(model_card(metrics, candidate, data, setup))
+    files += ["config.yaml", "metrics.json", "README.md"]
+    return ExportResult(trial.number, stage, files, val_acc, test_acc, metrics)
+
+
+def export_trial(study: optuna.Study, trial_number: int, out_dir: Path | str, *,
+                 run_dir: Path | None = None, force: bool = False,
+                 reason: str | None = None) -> ExportResult:
+    """Export one completed trial into ``out_dir``, atomically; never overwrites unless force."""
+    trial = pick_by_number(study, trial_number).trial
+    out_dir = Path(out_dir)
+    with staged_directory(out_dir, force) as stage:
+        result = _write_into(stage, study, trial, run_dir, reason or f"trial {trial_number}")
+    return ExportResult(result.trial, out_dir, result.files, result.val_accuracy,
+                        result.test_accuracy, result.metrics)
+
+
+def export_ladder(study: optuna.Study, k: int, out_dir: Path | str, *,
+                  run_dir: Path | None = None, force: bool = False) -> list[ExportResult]:
+    """Export K front points plus ``ladder.json`` and the runtime selector, all in one rename."""
+    trials = ladder_trials(study, k)
+    out_dir = Path(out_dir)
+    results = []
+    with staged_directory(out_dir, force) as stage:
+        rungs = []
+        for rank, trial in enumerate(trials):
+            name = f"rung{rank}_trial{trial.number}"
+            (stage / name).mkdir()
+            r = _write_into(stage / name, study, trial, run_dir,
+                            f"rung {rank} of a {len(trials)}-model ladder")
+            results.append(ExportResult(r.trial, out_dir / name, r.files, r.val_accuracy,
+                                        r.test_accuracy, r.metrics))
+            rungs.append({"trial": trial.number, "accuracy": r.val_accuracy,
+                          "test_accuracy": r.test_accuracy, "latency_ms": trial.values[1],
+                          "size_bytes": trial.user_attrs.get("size_bytes"),
+                          "model": f"{name}/model.onnx"})
+        ladder = {"study": study.study_name, "profile": _study_setup(study)["profile"],
+                  "rungs": rungs}
+        (stage / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
+        shutil.copy2(Path(__file__).with_name("selector.py"), stage / SELECTOR_FILE)
+    return results
+
+
+def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
+               setup: dict[str, Any]) -> str:
+    """A short README for the exported model: what it is, how it was found, how to run it."""
+    res = candidate.input_resolution
+    rows = [
+        ("validation accuracy (search)", f"{metrics['validation_accuracy']:.4f} "
+                                         f"({metrics['validation_images']} images)"),
+        ("test accuracy (held out)", f"{metrics['test_accuracy']:.4f} "
+                                     f"({metrics['test_images']} images)"),
+        ("latency, median / p90", f"{metrics.get('latency_ms', float('nan')):.4f} / "
+                                  f"{metrics.get('latency_p90_ms', float('nan')):.4f} ms on "
+                                  f"profile `{setup['profile']}`, batch 1, "
+                                  f"{metrics.get('threads', 1)} thread(s)"),
+        ("file size", f"{metrics.get('size_bytes', 0):,} bytes "
+                      f"({metrics.get('size_gzip_bytes', 0):,} gzipped)"),
+        ("parameters (non-zero)", f"{metrics.get('params', 0):,} "
+                                  f"({metrics.get('nonzero_params', 0):,})"),
+        ("MACs per image", f"{metrics.get('macs', 0):,}"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""# {data.name} classifier, trial {metrics['trial']} of study `{metrics['study']}`
+
+A {candidate.precision} MobileNet-style network, `{candidate.arch}`, found by edgeshrink
+(picked: {metrics['picked']}). It was distilled from a larger CNN (temperature
+{candidate.temperature:g}, alpha {candidate.alpha:g}), magnitude-pruned to {candidate.sparsity:.0%}
+of its weights, and exported to ONNX{" with int8 static quantization" if candidate.precision ==
+"int8" else ""}. `model.onnx` is the exact file whose accuracy and latency were measured.
+
+| metric | value |
+|---|---|
+{table}
+
+## Run it with onnxruntime
+
+Input: float32 `[batch, {data.in_channels}, {res}, {res}]`; output: `[batch, {data.num_classes}]`
+logits. Preprocess each image as `(pixel / {data.pixel_scale:g} - {data.mean:.6f}) /
+{data.std:.6f}`, resized bilinearly to {res}x{res}.
+
+```python
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+x = np.zeros((1, {data.in_channels}, {res}, {res}), np.float32)  # your preprocessed images
+logits = session.run(None, {{session.get_inputs()[0].name: x}})[0]
+print(logits.argmax(axis=1))
+```
+
+## Files
+
+- `model.onnx`: the deployable model. `weights.pt`: the PyTorch state dict
+  (`torch.load("weights.pt", weights_only=True)`), before quantization.
+- `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
+- `metrics.json`: all metrics, tool versions and where it came from.
+"""
