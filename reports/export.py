@@ -116,7 +116,8 @@ def knee_index(accuracy: np.ndarray, latency: np.ndarray) -> int:
 
     Both axes are scaled to [0, 1] over the front first, so the unit of latency does not matter.
     With fewer than three points (no chord to rise above) or no point above the chord, the point
-    closest to the ideal corner (best accuracy, lowest latency) is taken instead.
+    closest to the ideal corner (best accuracy, lowest latency) is taken instead; for two points
+    that is a tie, which goes to the more accurate one.
     """
     acc = np.asarray(accuracy, dtype=float)
     lat = np.asarray(latency, dtype=float)
@@ -135,7 +136,8 @@ def knee_index(accuracy: np.ndarray, latency: np.ndarray) -> int:
             rise = (dl * (a - a[lo]) - da * (lt - lt[lo])) / norm
             if rise.max() > 1e-12:
                 return int(np.argmax(rise))
-    return int(np.argmin(np.hypot(1.0 - a, lt)))
+    # Ties (always the case for two points) go to the more accurate point.
+    return int(np.lexsort((-acc, np.round(np.hypot(1.0 - a, lt), 12)))[0])
 
 
 def pick_knee(study: optuna.Study) -> Pick:
