@@ -17,6 +17,7 @@ from edgeshrink.evaluators.data import load_dataset
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
 from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.errors import EdgeshrinkError
@@ -109,13 +110,18 @@ def load_build_config(path: Path | str) -> BuildConfig:
     return parse_build_config(raw, str(path))
 
 
-def build_from_config(config: BuildConfig, out_dir: Path, teacher_dir: Path) -> EvaluationResult:
-    """Train, prune, export, quantize and measure exactly as the search trial did."""
+def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> EvaluationResult:
+    """Train, prune, export, quantize and measure exactly as the search trial did.
+
+    ``cache_dir`` keeps the teacher and the latency gauge between builds. The gauge is
+    calibrated afresh, so latency is on this machine's scale, not the search's.
+    """
     try:
         profile = load_profile(config.profile)
     except ValueError as exc:
         raise EdgeshrinkError(str(exc)) from None
     data = load_dataset(config.dataset, config.candidate.input_resolution)
-    teacher = load_or_train_teacher(data, teacher_dir, seed=config.teacher_seed)
+    teacher = load_or_train_teacher(data, cache_dir, seed=config.teacher_seed)
+    gauge = prepare_gauge(profile, cache_dir, data.val.x[:1].numpy())
     return evaluate_candidate(config.candidate, data, teacher, profile, out_dir,
-                              config.training, seed=config.seed)
+                              config.training, seed=config.seed, gauge=gauge)

@@ -21,6 +21,7 @@ from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
+from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.measure import measure_latency
 from edgeshrink.hardware_profiles.registry import Profile
@@ -37,6 +38,8 @@ class EvaluationResult:
     accuracy: float  # validation accuracy of the exported, quantized ONNX file
     latency_ms: float
     latency_p90_ms: float
+    latency_raw_ms: float  # wall-clock median before drift correction
+    gauge_ratio: float | None  # latency relative to the profile's gauge network
     size_bytes: int
     size_gzip_bytes: int  # what pruning's zeros save once the file is compressed for download
     params: int
@@ -71,6 +74,7 @@ def evaluate_candidate(
     out_dir: Path,
     settings: TrainSettings = TrainSettings(),  # noqa: B008 - frozen dataclass
     seed: int = 0,
+    gauge: Gauge | None = None,
 ) -> EvaluationResult:
     """Every metric returned is read off the file written to ``out_dir/model.onnx``."""
     timer = _StageTimer()
@@ -107,7 +111,7 @@ def evaluate_candidate(
         labels = data.val.y.numpy()
         predictions = onnx_predict(artifact, data.val.x.numpy())
         accuracy = float((predictions == labels).mean())
-        latency = measure_latency(artifact, data.val.x[:1].numpy(), profile.measurement)
+        latency = measure_latency(artifact, data.val.x[:1].numpy(), profile.measurement, gauge)
         stats = graph_stats(fp32_path)
         size = artifact.stat().st_size
         gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
@@ -120,6 +124,8 @@ def evaluate_candidate(
         accuracy=accuracy,
         latency_ms=latency.median_ms,
         latency_p90_ms=latency.p90_ms,
+        latency_raw_ms=latency.raw_median_ms,
+        gauge_ratio=latency.gauge_ratio,
         size_bytes=size,
         size_gzip_bytes=gz,
         params=stats.params,

@@ -1,4 +1,4 @@
-"""Real latency of an ONNX file on this host, as onnxruntime runs it."""
+"""Real latency of an ONNX file on this host as onnxruntime runs it, optionally gauge-normalised."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from edgeshrink.hardware_profiles.registry import Measurement
+from edgeshrink.hardware_profiles.gauge import Gauge, write_gauge_model
+from edgeshrink.hardware_profiles.registry import Measurement, Profile
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,8 @@ class LatencyResult:
     p90_ms: float
     runs: int
     threads: int
+    raw_median_ms: float  # as timed, before dividing out the host's drift
+    gauge_ratio: float | None = None  # median of candidate time / adjacent gauge time
 
 
 def make_session(model_path: Path | str, threads: int = 1) -> ort.InferenceSession:
@@ -29,26 +32,74 @@ def make_session(model_path: Path | str, threads: int = 1) -> ort.InferenceSessi
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
+def _feed(session: ort.InferenceSession, sample: np.ndarray) -> dict[str, np.ndarray]:
+    return {session.get_inputs()[0].name: np.ascontiguousarray(sample[:1], dtype=np.float32)}
+
+
 def measure_latency(
-    model_path: Path | str, sample: np.ndarray, settings: Measurement | None = None
+    model_path: Path | str,
+    sample: np.ndarray,
+    settings: Measurement | None = None,
+    gauge: Gauge | None = None,
 ) -> LatencyResult:
-    """Warm up, then time single-sample runs until both a run count and a duration are reached."""
+    """Warm up, then time single-sample runs until both a run count and a duration are reached.
+
+    With a gauge, each candidate run is followed by a gauge run and divided by it, so a change
+    of the host's speed during or between measurements cancels out; the result is scaled back to
+    milliseconds with the gauge's calibrated latency.
+    """
     s = settings or Measurement()
     session = make_session(model_path, s.intra_op_threads)
-    name = session.get_inputs()[0].name
-    feed = {name: np.ascontiguousarray(sample[:1], dtype=np.float32)}
+    feed = _feed(session, sample)
+    runners = [lambda: session.run(None, feed)]
+    if gauge is not None:
+        ref = make_session(gauge.path, s.intra_op_threads)
+        ref_feed = _feed(ref, sample)
+        runners.append(lambda: ref.run(None, ref_feed))
     for _ in range(s.warmup_runs):
-        session.run(None, feed)
-    times: list[float] = []
+        for run in runners:
+            run()
+    times: list[list[int]] = [[] for _ in runners]
+    clock = time.perf_counter_ns
     start = time.perf_counter()
-    while len(times) < s.min_runs or time.perf_counter() - start < s.min_seconds:
-        t0 = time.perf_counter_ns()
-        session.run(None, feed)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-    arr = np.asarray(times)
+    while len(times[0]) < s.min_runs or time.perf_counter() - start < s.min_seconds:
+        for run, out in zip(runners, times, strict=True):
+            t0 = clock()
+            run()
+            out.append(clock() - t0)
+    own = np.asarray(times[0], dtype=float) / 1e6
+    raw = float(np.median(own))
+    if gauge is None:
+        return LatencyResult(raw, float(np.percentile(own, 90)), len(own), s.intra_op_threads, raw)
+    ratios = own / (np.asarray(times[1], dtype=float) / 1e6)
+    ratio = float(np.median(ratios))
     return LatencyResult(
-        median_ms=float(np.median(arr)),
-        p90_ms=float(np.percentile(arr, 90)),
-        runs=len(times),
+        median_ms=ratio * gauge.ms,
+        p90_ms=float(np.percentile(ratios, 90)) * gauge.ms,
+        runs=len(own),
         threads=s.intra_op_threads,
+        raw_median_ms=raw,
+        gauge_ratio=ratio,
     )
+
+
+def calibrate_gauge(
+    gauge_path: Path | str, sample: np.ndarray, settings: Measurement | None = None,
+    sessions: int = 5,
+) -> Gauge:
+    """The gauge's own latency: median over a few fresh sessions, taken once per study."""
+    medians = [measure_latency(gauge_path, sample, settings).median_ms for _ in range(sessions)]
+    return Gauge(path=str(gauge_path), ms=float(np.median(medians)))
+
+
+def prepare_gauge(
+    profile: Profile, directory: Path, sample: np.ndarray, known_ms: float | None = None
+) -> Gauge | None:
+    """The gauge a profile asks for, written into ``directory``; calibrated unless ``known_ms``."""
+    if profile.measurement.drift_correction != "gauge":
+        return None
+    _, channels, resolution, _ = sample.shape
+    path = write_gauge_model(directory / "gauge.onnx", channels, resolution)
+    if known_ms is not None:
+        return Gauge(str(path), float(known_ms))
+    return calibrate_gauge(path, sample, profile.measurement)

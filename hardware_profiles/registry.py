@@ -10,6 +10,7 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 _LATENCY_METHODS = ("measured",)
+_DRIFT_CORRECTIONS = ("gauge", "none")
 
 
 class ProfileError(ValueError):
@@ -22,6 +23,8 @@ class Measurement:
     warmup_runs: int = 30
     min_runs: int = 200
     min_seconds: float = 0.3
+    # "gauge": time a fixed reference network between runs and divide the host's drift out.
+    drift_correction: str = "gauge"
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,11 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         measurement = Measurement(**m)
     except TypeError as exc:
         raise ProfileError(f"profile {source}: bad field in 'measurement' ({exc})") from None
+    if measurement.drift_correction not in _DRIFT_CORRECTIONS:
+        raise ProfileError(
+            f"profile {source}: field 'measurement.drift_correction' must be one of "
+            f"{_DRIFT_CORRECTIONS}, got {measurement.drift_correction!r}"
+        )
     if measurement.intra_op_threads < 1 or measurement.min_runs < 1:
         raise ProfileError(
             f"profile {source}: 'measurement.intra_op_threads' and 'min_runs' must be >= 1"

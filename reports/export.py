@@ -29,7 +29,8 @@ from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standard library
-_STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "size_bytes", "size_gzip_bytes",
+_STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_raw_ms", "gauge_ratio",
+                   "size_bytes", "size_gzip_bytes",
                    "params", "nonzero_params", "macs", "weight_sparsity", "threads", "profile",
                    "arch", "versions")
 

@@ -11,6 +11,7 @@ from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
@@ -27,6 +28,7 @@ class Objective:
     seed: int = 0
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
+    gauge: Gauge | None = None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         candidate = suggest_candidate(trial, self.space)
@@ -42,6 +44,7 @@ class Objective:
                 self.trials_dir / f"{trial.number:05d}",
                 self.settings,
                 seed=self.seed + trial.number,
+                gauge=self.gauge,
             )
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0])

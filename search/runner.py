@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from edgeshrink.evaluators.data import load_dataset
 from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.reports.writer import write_report
 from edgeshrink.search.objective import Objective
@@ -152,9 +153,16 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         )
         print(f"ETA: about {remaining * _SECONDS_PER_TRIAL_GUESS * opts.epochs / 5 / 60:.0f} min "
               "(the progress bar refines it)")
+        # One gauge latency per study, so every trial, resumed or not, is on the same scale.
+        gauge = prepare_gauge(profile, run_dir, data.val.x[:1].numpy(),
+                              study.user_attrs.get("gauge_ms"))
+        if gauge is not None and "gauge_ms" not in study.user_attrs:
+            study.set_user_attr("gauge_ms", gauge.ms)
+            print(f"latency gauge: {gauge.ms:.4f} ms on this host; trial latencies are "
+                  "drift-corrected against it")
         objective = Objective(space, data, teacher, profile, run_dir / "trials", settings,
                               seed=opts.seed, max_latency_ms=opts.max_latency,
-                              min_accuracy=opts.min_accuracy)
+                              min_accuracy=opts.min_accuracy, gauge=gauge)
         progress = _Progress(remaining, opts.progress)
         optuna.logging.set_verbosity(logging.ERROR)
         try:
