@@ -1,0 +1,165 @@
+"""What an ONNX graph asks of a device, layer by layer, independent of any device.
+
+Each compute node becomes a :class:`Layer` with its operator class, the precision it runs at,
+its multiply-accumulates, the bytes it moves and the density of its weights. The latency model
+turns these into time on a profile; the graph is read as a deployment runtime would run it:
+
+- QuantizeLinear / DequantizeLinear pairs of a QDQ graph are fused into the int8 kernels they
+  surround, so they cost nothing themselves; a node whose weights come through a
+  DequantizeLinear of int8 data runs at int8.
+- An activation (Relu, Clip, ...) directly after a convolution or matmul is fused into it.
+- Shape-only nodes (Flatten, Reshape, Constant, ...) move no data and cost nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+
+# Registry: ONNX op type -> operator class. Conv is refined by its shape (see _conv_class).
+OP_CLASSES: dict[str, str] = {
+    "Conv": "conv", "ConvInteger": "conv", "QLinearConv": "conv",
+    "Gemm": "matmul", "MatMul": "matmul", "MatMulInteger": "matmul", "QLinearMatMul": "matmul",
+    "Add": "elementwise", "Mul": "elementwise", "Sub": "elementwise", "Div": "elementwise",
+    "Relu": "elementwise", "Clip": "elementwise", "Sigmoid": "elementwise",
+    "HardSigmoid": "elementwise", "HardSwish": "elementwise", "LeakyRelu": "elementwise",
+    "BatchNormalization": "elementwise", "QLinearAdd": "elementwise", "QLinearMul": "elementwise",
+    "GlobalAveragePool": "pooling", "AveragePool": "pooling", "MaxPool": "pooling",
+    "QLinearGlobalAveragePool": "pooling",
+}
+FREE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Constant",
+                      "Identity", "Shape", "Squeeze", "Unsqueeze", "Transpose", "Gather",
+                      "Concat", "Cast"})
+FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
+                                 "Sigmoid"})
+BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+_INT8_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+_INT4_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4")
+               if hasattr(onnx.TensorProto, n)}
+_FP16_TYPES = {onnx.TensorProto.FLOAT16}
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    op_type: str
+    op_class: str  # conv, depthwise, pointwise, matmul, elementwise, pooling
+    precision: str  # fp32, fp16, int8, int4
+    macs: int  # dense multiply-accumulates at batch 1
+    activation_elements: int  # inputs read plus outputs written, at batch 1
+    weight_elements: int
+    weight_density: float  # share of non-zero weights (1.0 when dense or weight-less)
+    is_2to4: bool  # weights follow the 2:4 semi-structured pattern along the input axis
+    output_elements: int
+
+    def bytes_moved(self) -> float:
+        return (self.activation_elements + self.weight_elements) * BYTES_PER_ELEMENT[
+            self.precision]
+
+
+def _with_batch_one(model: onnx.ModelProto) -> dict[str, list[int]]:
+    inferred = shape_inference.infer_shapes(model)
+    shapes: dict[str, list[int]] = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
+        shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1
+                           for d in vi.type.tensor_type.shape.dim]
+    return shapes
+
+
+def _conv_class(weight_shape: tuple[int, ...], group: int) -> str:
+    if group > 1 and weight_shape[1] == 1:
+        return "depthwise"
+    if group == 1 and all(k == 1 for k in weight_shape[2:]):
+        return "pointwise"
+    return "conv"
+
+
+def _is_2to4(w: np.ndarray) -> bool:
+    """At most 2 non-zeros in every group of 4 consecutive input weights (per output row)."""
+    flat = w.reshape(w.shape[0], -1)
+    if flat.shape[1] % 4:
+        return False
+    return bool((np.count_nonzero(flat.reshape(flat.shape[0], -1, 4), axis=2) <= 2).all())
+
+
+def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
+    """The graph's costly layers in execution order, as a deployment runtime would run them."""
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    shapes = _with_batch_one(model)
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def weight_of(name: str) -> tuple[np.ndarray | None, str]:
+        """Weights behind an input, following a DequantizeLinear; and their storage precision."""
+        if name in inits:
+            t = inits[name]
+            prec = "fp16" if t.data_type in _FP16_TYPES else "fp32"
+            return numpy_helper.to_array(t), prec
+        node = producer.get(name)
+        if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            t = inits[node.input[0]]
+            prec = ("int4" if t.data_type in _INT4_TYPES
+                    else "int8" if t.data_type in _INT8_TYPES else "fp32")
+            return numpy_helper.to_array(t), prec
+        return None, "fp32"
+
+    def activation_precision(name: str) -> str:
+        node = producer.get(name)
+        return "int8" if node is not None and node.op_type == "DequantizeLinear" else "fp32"
+
+    elements = {name: int(np.prod(dims)) if dims else 1 for name, dims in shapes.items()}
+    layers: list[Layer] = []
+    for node in graph.node:
+        op = node.op_type
+        if op in FREE_OPS or op not in OP_CLASSES:
+            continue
+        if op in FUSABLE_ACTIVATIONS:
+            src = producer.get(node.input[0])
+            if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
+                continue  # fused into the convolution / matmul before it
+        act_in = [i for i in node.input if i and i not in inits
+                  and (producer.get(i) is None or producer[i].op_type != "Constant")]
+        out_elems = elements.get(node.output[0], 0)
+        macs, w_elems, density, two_four = 0, 0, 1.0, False
+        op_class = OP_CLASSES[op]
+        precision = activation_precision(node.input[0]) if node.input else "fp32"
+        if op in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
+            w, w_prec = weight_of(node.input[1])
+            act_in = [node.input[0]]
+            if w is not None:
+                w_elems = int(w.size)
+                density = float(np.count_nonzero(w)) / max(1, w.size)
+                two_four = _is_2to4(w) and density <= 0.5
+                precision = w_prec if w_prec != "fp32" else precision
+                if op == "Conv":
+                    group = next((a.i for a in node.attribute if a.name == "group"), 1)
+                    op_class = _conv_class(w.shape, group)
+                    out_dims = shapes.get(node.output[0], [])
+                    macs = int(np.prod(out_dims[1:])) * int(np.prod(w.shape[1:]))
+                else:
+                    # Rows of the output at batch 1 (1 for a classifier head) times weights.
+                    out_dims = shapes.get(node.output[0], [1])
+                    macs = int(w.size) * max(1, out_elems // max(1, out_dims[-1]))
+        elif op_class == "pooling":
+            macs = sum(elements.get(i, 0) for i in act_in)
+        else:
+            macs = out_elems
+        layers.append(Layer(
+            name=node.name or f"{op}_{len(layers)}",
+            op_type=op,
+            op_class=op_class,
+            precision=precision,
+            macs=macs,
+            activation_elements=sum(elements.get(i, 0) for i in act_in) + out_elems,
+            weight_elements=w_elems,
+            weight_density=density,
+            is_2to4=two_four,
+            output_elements=out_elems,
+        ))
+    return layers
