@@ -19,6 +19,7 @@ import numpy as np
 from optuna.trial import TrialState
 
 from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.measure import measure_latency
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.study import load_existing_study
@@ -36,31 +37,43 @@ def main() -> None:
     front = {t.number for t in study.best_trials}
     sample = load_digits_splits(16).val.x[:1].numpy()
     settings = load_profile("host").measurement
-    runs: dict[int, list[float]] = {t.number: [] for t in trials}
+    gauge_ms = study.user_attrs.get("gauge_ms")
+    gauge = None if gauge_ms is None else Gauge(str(args.run_dir / "gauge.onnx"), gauge_ms)
+    # Side by side, in the same runs: the stored metric (gauge-corrected when the study has a
+    # gauge) and the raw wall-clock median it was derived from.
+    runs: dict[str, dict[int, list[float]]] = {"corrected": {}, "raw": {}}
     for _ in range(args.repeats):
         for t in trials:
-            lat = measure_latency(t.user_attrs["artifact"], sample, settings)
-            runs[t.number].append(lat.median_ms)
-
-    spreads, drifts = [], []
-    for t in trials:
-        r = np.asarray(runs[t.number])
-        spreads.append((r.max() - r.min()) / np.median(r))
-        drifts.append(abs(np.median(r) - t.values[1]) / t.values[1])
-    noise = float(np.median(spreads))
-    front_lat = [statistics.median(runs[n]) for n in front]
-    all_lat = [statistics.median(runs[t.number]) for t in trials]
-    print(f"trials re-measured: {len(trials)}, {args.repeats} times each (interleaved)")
-    print(f"re-measure spread (max-min)/median: median {noise:.1%}, "
-          f"90th pct {np.percentile(spreads, 90):.1%}")
-    print(f"re-measured median vs stored value: median |diff| {np.median(drifts):.1%}, "
-          f"90th pct {np.percentile(drifts, 90):.1%}")
-    print(f"latency range, all trials: {min(all_lat):.3f} .. {max(all_lat):.3f} ms "
-          f"({max(all_lat) / min(all_lat):.1f}x)")
-    if front_lat:
-        print(f"latency range, Pareto front ({len(front_lat)} points): {min(front_lat):.3f} .. "
-              f"{max(front_lat):.3f} ms ({max(front_lat) / min(front_lat):.1f}x, "
-              f"{(max(front_lat) / min(front_lat) - 1) / max(noise, 1e-9):.0f}x the median spread)")
+            lat = measure_latency(t.user_attrs["artifact"], sample, settings, gauge)
+            runs["corrected"].setdefault(t.number, []).append(lat.median_ms)
+            runs["raw"].setdefault(t.number, []).append(lat.raw_median_ms)
+    print(f"trials re-measured: {len(trials)}, {args.repeats} times each (interleaved); "
+          f"gauge: {'none' if gauge is None else f'{gauge.ms:.4f} ms'}")
+    for kind in ("corrected", "raw") if gauge else ("raw",):
+        stored_key = "latency_ms" if kind == "corrected" or gauge is None else "latency_raw_ms"
+        spreads, drifts = [], []
+        for t in trials:
+            r = np.asarray(runs[kind][t.number])
+            spreads.append((r.max() - r.min()) / np.median(r))
+            stored = t.user_attrs.get(stored_key)
+            if stored:
+                drifts.append(abs(np.median(r) - stored) / stored)
+        noise = float(np.median(spreads))
+        print(f"[{kind}] re-measure spread (max-min)/median: median {noise:.1%}, "
+              f"90th pct {np.percentile(spreads, 90):.1%}")
+        if drifts:
+            print(f"[{kind}] re-measured median vs stored value: median |diff| "
+                  f"{np.median(drifts):.1%}, 90th pct {np.percentile(drifts, 90):.1%}")
+        front_lat = [statistics.median(runs[kind][n]) for n in front]
+        all_lat = [statistics.median(runs[kind][t.number]) for t in trials]
+        print(f"[{kind}] latency range, all trials: {min(all_lat):.3f} .. {max(all_lat):.3f} ms "
+              f"({max(all_lat) / min(all_lat):.1f}x)")
+        if front_lat:
+            print(f"[{kind}] latency range, Pareto front ({len(front_lat)} points): "
+                  f"{min(front_lat):.3f} .. {max(front_lat):.3f} ms "
+                  f"({max(front_lat) / min(front_lat):.1f}x, "
+                  f"{(max(front_lat) / min(front_lat) - 1) / max(noise, 1e-9):.0f}x the median "
+                  "spread)")
     stages: dict[str, list[float]] = {}
     for t in trials:
         for k, v in t.user_attrs.get("stage_seconds", {}).items():

@@ -36,6 +36,9 @@ FREE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape"
                       "Concat", "Cast"})
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
                                  "Sigmoid"})
+# Int8 kernels clamp for free: their output range already cuts what ReLU / Clip would.
+# (HardSwish / HardSigmoid stay separate int8 kernels, as in TFLite and onnxruntime.)
+QDQ_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip"})
 BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
 _INT8_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 _INT4_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4")
@@ -68,6 +71,17 @@ def _with_batch_one(model: onnx.ModelProto) -> dict[str, list[int]]:
         shapes[vi.name] = [d.dim_value if d.HasField("dim_value") else 1
                            for d in vi.type.tensor_type.shape.dim]
     return shapes
+
+
+def _through_qdq(node: onnx.NodeProto | None, producer: dict) -> str | None:
+    """Operator class behind a DequantizeLinear(QuantizeLinear(x)) pair, if that is the input."""
+    if node is None or node.op_type != "DequantizeLinear":
+        return None
+    q = producer.get(node.input[0])
+    if q is None or q.op_type != "QuantizeLinear":
+        return None
+    src = producer.get(q.input[0])
+    return None if src is None else OP_CLASSES.get(src.op_type)
 
 
 def _conv_class(weight_shape: tuple[int, ...], group: int) -> str:
@@ -123,6 +137,9 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             src = producer.get(node.input[0])
             if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
+            if op in QDQ_FOLDED_ACTIVATIONS and _through_qdq(src, producer) in ("conv",
+                                                                                "matmul"):
+                continue  # int8: the clamp is folded into the output quantization range
         act_in = [i for i in node.input if i and i not in inits
                   and (producer.get(i) is None or producer[i].op_type != "Constant")]
         out_elems = elements.get(node.output[0], 0)

@@ -41,10 +41,11 @@ class GraphBuilder:
         self.nodes.append(helper.make_node("Relu", [out], [act]))
         return act
 
-    def inverted_residual(self, x: str, cin: int, cout: int, expansion: int, stride: int) -> str:
+    def inverted_residual(self, x: str, cin: int, cout: int, expansion: int, stride: int,
+                          kernel: int = 3) -> str:
         mid = cin * expansion
         h = self.conv(x, cin, mid, 1)
-        h = self.conv(h, mid, mid, 3, stride, groups=mid)
+        h = self.conv(h, mid, mid, kernel, stride, groups=mid)
         h = self.conv(h, mid, cout, 1, relu=False)
         if stride == 1 and cin == cout:
             out = self.name("add")

@@ -1,4 +1,20 @@
-"""Profiles are TOML files: built-ins ship in ``profiles/``; a user may pass a path."""
+"""Profiles are TOML files: built-ins ship in ``profiles/``; a user may pass a path.
+
+Schema (version 2), every number with its source in the file:
+
+    schema_version = 2
+    name, description, kind ("cpu" | "gpu" | "npu" | "mcu")
+    latency_method = "measured" (time the file here, onnxruntime) | "predicted" (latency model)
+    sources = ["[1] where a number came from", ...]
+    [compute]      peak GMAC/s per precision the device runs: fp32, fp16, int8, int4
+    [memory]       bandwidth_gbps; optional ram_bytes (peak activations), storage_bytes (weights)
+    [overhead]     per_layer_us, per_inference_us; optional per_layer_us_<precision>
+    [efficiency]   share of peak per operator class (conv, depthwise, pointwise, matmul,
+                   elementwise, pooling); a sub-table per precision overrides some classes
+    [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
+    [energy]       optional: pj_per_byte and pj_per_mac.<precision>
+    [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
+"""
 
 from __future__ import annotations
 
@@ -8,8 +24,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
-_LATENCY_METHODS = ("measured",)
+SCHEMA_VERSION = 2
+KINDS = ("cpu", "gpu", "npu", "mcu")
+LATENCY_METHODS = ("measured", "predicted")
+PRECISIONS = ("fp32", "fp16", "int8", "int4")
+OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "pooling")
+SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
 
 
@@ -33,9 +53,37 @@ class Profile:
     description: str
     kind: str
     latency_method: str
-    precisions: tuple[str, ...]
+    peak_gmacs: dict[str, float]  # by precision; its keys are the precisions the device runs
+    bandwidth_gbps: float
+    per_layer_us: float
+    per_inference_us: float
+    efficiency: dict[str, float]  # by operator class
+    per_layer_us_by_precision: dict[str, float] = field(default_factory=dict)
+    efficiency_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    sparsity_support: str = "none"
+    min_sparsity: float = 0.0
+    ram_bytes: int | None = None
+    storage_bytes: int | None = None
+    pj_per_mac: dict[str, float] = field(default_factory=dict)
+    pj_per_byte: float | None = None
+    sources: tuple[str, ...] = ()
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return tuple(self.peak_gmacs)
+
+    def layer_overhead_us(self, precision: str) -> float:
+        return self.per_layer_us_by_precision.get(precision, self.per_layer_us)
+
+    def efficiency_for(self, op_class: str, precision: str) -> float:
+        return self.efficiency_overrides.get(precision, {}).get(op_class,
+                                                                 self.efficiency[op_class])
+
+    @property
+    def has_energy(self) -> bool:
+        return bool(self.pj_per_mac) and self.pj_per_byte is not None
 
 
 def _builtin_dir() -> Any:
@@ -47,49 +95,128 @@ def list_profiles() -> list[str]:
                   if p.name.endswith(".toml"))
 
 
-def _field(raw: dict[str, Any], key: str, kind: type, source: str) -> Any:
+def _get(raw: dict[str, Any], key: str, kind: type | tuple[type, ...], source: str,
+         where: str = "", default: Any = ...) -> Any:
+    label = f"{where}.{key}" if where else key
     if key not in raw:
-        raise ProfileError(f"profile {source}: missing field '{key}'")
+        if default is not ...:
+            return default
+        raise ProfileError(f"profile {source}: missing field '{label}'")
     value = raw[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ProfileError(f"profile {source}: field '{label}' must be {names}, got {value!r}")
+    return value
+
+
+def _positive(value: float, label: str, source: str) -> float:
+    if not value > 0:
+        raise ProfileError(f"profile {source}: field '{label}' must be positive, got {value}")
+    return float(value)
+
+
+def _choice(value: str, allowed: tuple[str, ...], label: str, source: str) -> str:
+    if value not in allowed:
         raise ProfileError(
-            f"profile {source}: field '{key}' must be {kind.__name__}, got {value!r}"
+            f"profile {source}: field '{label}' must be one of {list(allowed)}, got {value!r}"
         )
     return value
 
 
+def _table(raw: dict[str, Any], key: str, source: str, required: bool = True) -> dict[str, Any]:
+    if key not in raw and not required:
+        return {}
+    return _get(raw, key, dict, source)
+
+
+def _efficiency(raw: dict[str, Any], source: str, precisions: tuple[str, ...]):
+    table = _table(raw, "efficiency", source)
+    base, overrides = {}, {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            _choice(key, precisions, f"efficiency.{key}", source)
+            overrides[key] = {}
+            for cls, v in value.items():
+                _choice(cls, OP_CLASSES, f"efficiency.{key}.{cls}", source)
+                overrides[key][cls] = _share(v, f"efficiency.{key}.{cls}", source)
+        else:
+            _choice(key, OP_CLASSES, f"efficiency.{key}", source)
+            base[key] = _share(value, f"efficiency.{key}", source)
+    missing = [c for c in OP_CLASSES if c not in base]
+    if missing:
+        raise ProfileError(f"profile {source}: missing field 'efficiency.{missing[0]}'")
+    return base, overrides
+
+
+def _share(value: Any, label: str, source: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ProfileError(f"profile {source}: field '{label}' must be a share in (0, 1], "
+                           f"got {value!r}")
+    return float(value)
+
+
 def parse_profile(raw: dict[str, Any], source: str) -> Profile:
-    version = _field(raw, "schema_version", int, source)
+    version = _get(raw, "schema_version", int, source)
     if version != SCHEMA_VERSION:
         raise ProfileError(
             f"profile {source}: field 'schema_version' must be {SCHEMA_VERSION}, got {version}"
         )
-    method = _field(raw, "latency_method", str, source)
-    if method not in _LATENCY_METHODS:
-        raise ProfileError(
-            f"profile {source}: field 'latency_method' must be one of {_LATENCY_METHODS}, "
-            f"got {method!r}"
-        )
-    m = raw.get("measurement", {})
+    num = (int, float)
+    compute = _table(raw, "compute", source)
+    if not compute:
+        raise ProfileError(f"profile {source}: field 'compute' must name at least one precision")
+    peak = {_choice(p, PRECISIONS, f"compute.{p}", source):
+            _positive(_get(compute, p, num, source, "compute"), f"compute.{p}", source)
+            for p in compute}
+    memory = _table(raw, "memory", source)
+    overhead = _table(raw, "overhead", source)
+    sparsity = _table(raw, "sparsity", source, required=False)
+    energy = _table(raw, "energy", source, required=False)
+    efficiency, overrides = _efficiency(raw, source, tuple(peak))
+    ram = _get(memory, "ram_bytes", int, source, "memory", None)
+    storage = _get(memory, "storage_bytes", int, source, "memory", None)
+    pj_mac = _get(energy, "pj_per_mac", dict, source, "energy", {})
+    m = _table(raw, "measurement", source, required=False)
     try:
         measurement = Measurement(**m)
     except TypeError as exc:
         raise ProfileError(f"profile {source}: bad field in 'measurement' ({exc})") from None
-    if measurement.drift_correction not in _DRIFT_CORRECTIONS:
-        raise ProfileError(
-            f"profile {source}: field 'measurement.drift_correction' must be one of "
-            f"{_DRIFT_CORRECTIONS}, got {measurement.drift_correction!r}"
-        )
+    _choice(measurement.drift_correction, _DRIFT_CORRECTIONS, "measurement.drift_correction",
+            source)
     if measurement.intra_op_threads < 1 or measurement.min_runs < 1:
         raise ProfileError(
             f"profile {source}: 'measurement.intra_op_threads' and 'min_runs' must be >= 1"
         )
+    sources = _get(raw, "sources", list, source)
     return Profile(
-        name=_field(raw, "name", str, source),
-        description=_field(raw, "description", str, source),
-        kind=_field(raw, "kind", str, source),
-        latency_method=method,
-        precisions=tuple(_field(raw, "precisions", list, source)),
+        name=_get(raw, "name", str, source),
+        description=_get(raw, "description", str, source),
+        kind=_choice(_get(raw, "kind", str, source), KINDS, "kind", source),
+        latency_method=_choice(_get(raw, "latency_method", str, source), LATENCY_METHODS,
+                               "latency_method", source),
+        peak_gmacs=peak,
+        bandwidth_gbps=_positive(_get(memory, "bandwidth_gbps", num, source, "memory"),
+                                 "memory.bandwidth_gbps", source),
+        per_layer_us=float(_get(overhead, "per_layer_us", num, source, "overhead")),
+        per_inference_us=float(_get(overhead, "per_inference_us", num, source, "overhead")),
+        per_layer_us_by_precision={
+            _choice(k[len("per_layer_us_"):], tuple(peak), f"overhead.{k}", source):
+            float(_get(overhead, k, num, source, "overhead"))
+            for k in overhead if k.startswith("per_layer_us_")},
+        efficiency=efficiency,
+        efficiency_overrides=overrides,
+        sparsity_support=_choice(_get(sparsity, "support", str, source, "sparsity", "none"),
+                                 SPARSITY_SUPPORT, "sparsity.support", source),
+        min_sparsity=float(_get(sparsity, "min_sparsity", num, source, "sparsity", 0.0)),
+        ram_bytes=None if ram is None else int(_positive(ram, "memory.ram_bytes", source)),
+        storage_bytes=None if storage is None else int(
+            _positive(storage, "memory.storage_bytes", source)),
+        pj_per_mac={_choice(p, PRECISIONS, f"energy.pj_per_mac.{p}", source):
+                    _positive(_get(pj_mac, p, num, source, "energy.pj_per_mac"),
+                              f"energy.pj_per_mac.{p}", source) for p in pj_mac},
+        pj_per_byte=_get(energy, "pj_per_byte", num, source, "energy", None),
+        sources=tuple(str(s) for s in sources),
         measurement=measurement,
         source=source,
     )

@@ -1,12 +1,22 @@
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import numpy_helper
 from torch import nn
 
 from edgeshrink.hardware_profiles import ProfileError, list_profiles, load_profile
 from edgeshrink.hardware_profiles.gauge import Gauge, build_gauge_model, write_gauge_model
+from edgeshrink.hardware_profiles.graph_layers import analyse_graph
+from edgeshrink.hardware_profiles.latency_model import predict_latency
 from edgeshrink.hardware_profiles.measure import calibrate_gauge, measure_latency
-from edgeshrink.hardware_profiles.registry import Measurement
+from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
+from edgeshrink.hardware_profiles.registry import OP_CLASSES, Measurement
 
 
 def test_host_profile_loads():
@@ -21,26 +31,229 @@ def test_unknown_profile_lists_the_known_ones():
         load_profile("pi9")
 
 
-@pytest.mark.parametrize(
-    "text,field",
-    [
-        ('schema_version = 1\nname = "x"\ndescription = "d"\nkind = "cpu"\n'
-         'latency_method = "measured"\n', "precisions"),
-        ('schema_version = 2\nname = "x"\n', "schema_version"),
-        ('schema_version = 1\nname = 3\ndescription = "d"\nkind = "cpu"\n'
-         'latency_method = "measured"\nprecisions = ["fp32"]\n', "name"),
-        ('schema_version = 1\nname = "x"\ndescription = "d"\nkind = "cpu"\n'
-         'latency_method = "guess"\nprecisions = ["fp32"]\n', "latency_method"),
-        ('schema_version = 1\nname = "x"\ndescription = "d"\nkind = "cpu"\n'
-         'latency_method = "measured"\nprecisions = ["fp32"]\n[measurement]\n'
-         'drift_correction = "magic"\n', "measurement.drift_correction"),
-    ],
-)
-def test_bad_profile_file_names_the_field(tmp_path, text, field):
+GOOD = """
+schema_version = 2
+name = "dev"
+description = "a test device"
+kind = "cpu"
+latency_method = "predicted"
+sources = ["[1] made up for a test"]
+[compute]
+fp32 = 1.0
+int8 = 4.0
+[memory]
+bandwidth_gbps = 1.0
+[overhead]
+per_layer_us = 2.0
+per_inference_us = 10.0
+[efficiency]
+conv = 0.5
+depthwise = 0.25
+pointwise = 0.5
+matmul = 0.5
+elementwise = 0.5
+pooling = 0.5
+"""
+
+
+def _profile(tmp_path, text: str = GOOD):
     path = tmp_path / "dev.toml"
     path.write_text(text)
-    with pytest.raises(ProfileError, match=f"'{field}'"):
+    return load_profile(str(path))
+
+
+def test_every_builtin_profile_loads_and_cites_its_numbers():
+    names = list_profiles()
+    assert {"host", "raspberry-pi-4", "phone-cortex-a76", "jetson-nano", "coral-edge-tpu",
+            "stm32h7"} <= set(names)
+    for name in names:
+        p = load_profile(name)
+        assert p.name == name and p.sources, name
+        assert set(p.efficiency) == set(OP_CLASSES)
+    assert load_profile("coral-edge-tpu").precisions == ("int8",)
+    assert load_profile("stm32h7").ram_bytes == 512 * 1024
+
+
+def test_good_profile_file_loads(tmp_path):
+    p = _profile(tmp_path)
+    assert p.precisions == ("fp32", "int8") and p.peak_gmacs["int8"] == 4.0
+    assert p.efficiency_for("depthwise", "int8") == 0.25 and p.layer_overhead_us("int8") == 2.0
+    assert p.sparsity_support == "none" and not p.has_energy
+
+
+@pytest.mark.parametrize(
+    "old,new,field",
+    [
+        ("schema_version = 2", "schema_version = 1", "schema_version"),
+        ('name = "dev"', "name = 3", "name"),
+        ('kind = "cpu"', 'kind = "fpga"', "kind"),
+        ('latency_method = "predicted"', 'latency_method = "guess"', "latency_method"),
+        ("fp32 = 1.0", "fp3 = 1.0", "compute.fp3"),
+        ("int8 = 4.0", "int8 = -4.0", "compute.int8"),
+        ("bandwidth_gbps = 1.0", 'bandwidth_gbps = "fast"', "memory.bandwidth_gbps"),
+        ("conv = 0.5", "conv = 1.5", "efficiency.conv"),
+        ("pooling = 0.5", "", "efficiency.pooling"),
+        ("per_layer_us = 2.0", "", "overhead.per_layer_us"),
+        ('sources = ["[1] made up for a test"]', "", "sources"),
+        ("pooling = 0.5", 'pooling = 0.5\n[sparsity]\nsupport = "magic"', "sparsity.support"),
+        ("pooling = 0.5", 'pooling = 0.5\n[measurement]\ndrift_correction = "magic"',
+         "measurement.drift_correction"),
+        ("pooling = 0.5", "pooling = 0.5\n[efficiency.fp16]\nconv = 0.5", "efficiency.fp16"),
+    ],
+)
+def test_bad_profile_file_names_the_field(tmp_path, old, new, field):
+    assert old in GOOD
+    path = tmp_path / "dev.toml"
+    path.write_text(GOOD.replace(old, new, 1))
+    with pytest.raises(ProfileError, match=f"'{re.escape(field)}'"):
         load_profile(str(path))
+
+
+def test_profile_that_is_not_toml_says_so(tmp_path):
+    path = tmp_path / "dev.toml"
+    path.write_text("schema_version = = 2\n")
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profile(str(path))
+
+
+def _single_conv(cin: int, cout: int, size: int, k: int, groups: int = 1,
+                 weights: np.ndarray | None = None) -> onnx.ModelProto:
+    g = GraphBuilder(np.random.default_rng(0))
+    x = g.conv("input", cin, cout, k, groups=groups)
+    model = g.model([1, cin, size, size], x, [1, cout, size, size])
+    if weights is not None:
+        w = model.graph.initializer[0]
+        w.CopyFrom(numpy_helper.from_array(weights.astype(np.float32), w.name))
+    return model
+
+
+def test_roofline_arithmetic_on_a_hand_checked_conv(tmp_path):
+    """Conv 1->8, 3x3, 8x8, fp32, ReLU fused: MACs 8*8*8*9 = 4608.
+    Compute: 4608 / (1 GMAC/s * 0.5) = 9.216 us. Bytes: (64 in + 512 out + 72 weights) * 4 =
+    2592 B at 1 GB/s = 2.592 us, so compute bound. Total 9.216 + 2 (layer) + 10 (inference)."""
+    pred = predict_latency(_single_conv(1, 8, 8, 3), _profile(tmp_path))
+    (layer,) = pred.layers
+    assert (layer.op_class, layer.precision, layer.macs, layer.bytes) == ("conv", "fp32", 4608,
+                                                                          2592)
+    assert layer.bound == "compute"
+    assert layer.ms == pytest.approx(0.011216)
+    assert pred.total_ms == pytest.approx(0.021216)
+    assert pred.weight_bytes == 288 and pred.peak_activation_bytes == 576 * 4
+    # A depthwise 8-channel 3x3 at 8x8: 4608 MACs at efficiency 0.25 -> 18.432 us compute;
+    # bytes (512 + 512 + 72) * 4 = 4384 -> 4.384 us.
+    dw = predict_latency(_single_conv(8, 8, 8, 3, groups=8), _profile(tmp_path))
+    assert dw.layers[0].op_class == "depthwise"
+    assert dw.total_ms == pytest.approx((18.432 + 2 + 10) / 1e3)
+    # Starve the bandwidth: the same conv becomes memory bound, 2592 B at 0.1 GB/s = 25.92 us.
+    slow = _profile(tmp_path, GOOD.replace("bandwidth_gbps = 1.0", "bandwidth_gbps = 0.1"))
+    mem = predict_latency(_single_conv(1, 8, 8, 3), slow)
+    assert mem.layers[0].bound == "memory"
+    assert mem.total_ms == pytest.approx((25.92 + 2 + 10) / 1e3)
+
+
+def _int8_file(tmp_path, model: onnx.ModelProto, name: str) -> Path:
+    from edgeshrink.spaces.quantization import int8_static
+
+    src = tmp_path / f"{name}.onnx"
+    onnx.save(model, src)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    out = tmp_path / f"{name}_int8.onnx"
+    int8_static(src, out, np.random.default_rng(0).normal(size=(8, *dims[1:])).astype(
+        np.float32))
+    return out
+
+
+def test_int8_runs_faster_where_the_device_has_int8_throughput(tmp_path):
+    model = _single_conv(16, 32, 16, 3)
+    int8 = _int8_file(tmp_path, model, "conv")
+    layers = analyse_graph(int8)
+    assert [la.precision for la in layers] == ["int8"]
+    pi = load_profile("raspberry-pi-4")
+    fp, q = predict_latency(model, pi), predict_latency(int8, pi)
+    assert q.total_ms < fp.total_ms and q.weight_bytes * 4 == fp.weight_bytes
+    with pytest.raises(ProfileError, match="cannot run fp32"):
+        predict_latency(model, load_profile("coral-edge-tpu"))
+    assert predict_latency(int8, load_profile("coral-edge-tpu")).energy_mj > 0
+
+
+def test_sparsity_helps_only_where_the_profile_can_use_it(tmp_path):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 64, 1, 1))
+    w24 = w.reshape(64, 16, 4).copy()
+    w24[:, :, :2] = 0.0  # two zeros in every group of four inputs
+    sparse = _single_conv(64, 64, 16, 1, weights=w24.reshape(64, 64, 1, 1))
+    dense = _single_conv(64, 64, 16, 1, weights=w)
+    assert analyse_graph(sparse)[0].is_2to4 and not analyse_graph(dense)[0].is_2to4
+    none = _profile(tmp_path)
+    assert predict_latency(sparse, none).total_ms == pytest.approx(
+        predict_latency(dense, none).total_ms)
+    two_four = _profile(tmp_path, GOOD + '[sparsity]\nsupport = "2:4"\n')
+    assert predict_latency(sparse, two_four).layers[0].effective_macs == 64 * 64 * 256 // 2
+    assert predict_latency(sparse, two_four).total_ms < predict_latency(dense, two_four).total_ms
+    # Unstructured support pays only above its density threshold: 50% zeros < 70% required.
+    unstructured = _profile(
+        tmp_path, GOOD + '[sparsity]\nsupport = "unstructured"\nmin_sparsity = 0.7\n')
+    assert predict_latency(sparse, unstructured).total_ms == pytest.approx(
+        predict_latency(dense, unstructured).total_ms)
+    w80 = np.where(rng.random(w.shape) < 0.8, 0.0, w)
+    sparse80 = _single_conv(64, 64, 16, 1, weights=w80)
+    assert predict_latency(sparse80, unstructured).total_ms < predict_latency(
+        dense, unstructured).total_ms
+
+
+def test_microcontroller_rejects_what_does_not_fit(tmp_path):
+    mcu = load_profile("stm32h7")
+    small = predict_latency(_single_conv(1, 8, 16, 3), mcu)
+    assert small.fits_memory and small.memory_problems == ()
+    # 256 channels at 64x64 fp32: 4 MiB of output activations > 512 KiB of SRAM.
+    wide = predict_latency(_single_conv(1, 256, 64, 3), mcu)
+    assert not wide.fits_memory
+    assert any("RAM" in p for p in wide.memory_problems)
+    # 1024x1024x3x3 weights (9.4M params) cannot fit 2 MiB of flash even at int8.
+    g = GraphBuilder(np.random.default_rng(0))
+    heavy = g.model([1, 1024, 1, 1], g.conv("input", 1024, 1024, 3), [1, 1024, 1, 1])
+    assert any("storage" in p for p in predict_latency(heavy, mcu).memory_problems)
+
+
+def test_calibrate_then_load_round_trip(tmp_path):
+    """A reduced micro-benchmark set: the written file loads, and predicts what the fit does."""
+    from edgeshrink.hardware_profiles.calibrate import MicroBench, build_micro_model, calibrate
+
+    benches = (MicroBench("conv", 8, 16), MicroBench("pointwise", 32, 8, 1),
+               MicroBench("depthwise", 48, 8, 3), MicroBench("matmul", 128, 128),
+               MicroBench("elementwise", 16, 16), MicroBench("pooling", 64, 8),
+               MicroBench("ir_block", 16, 8, 3, 3))
+    settings = Measurement(warmup_runs=3, min_runs=20, min_seconds=0.01, drift_correction="none")
+    out = tmp_path / "cal" / "mine.toml"
+    profile, fit = calibrate(out, name="mine", precisions=("fp32", "int8"), settings=settings,
+                             benchmarks=benches)
+    assert out.is_file() and not list(out.parent.glob(".*partial*"))
+    again = load_profile(str(out))
+    assert again == profile and again.name == "mine" and again.precisions == ("fp32", "int8")
+    assert again.latency_method == "predicted"
+    assert fit.mape < 0.5
+    for bench in benches:
+        model = build_micro_model(bench, 4)
+        layers = [la for la in analyse_graph(model) if la.macs > 0]
+        assert predict_latency(model, again).total_ms == pytest.approx(fit.predict_ms(layers),
+                                                                       rel=0.01)
+
+
+def test_calibration_needs_no_torch(tmp_path):
+    """The device may have only onnxruntime and numpy: import and fit with torch blocked."""
+    code = (
+        "import sys; sys.modules.update(torch=None, torchvision=None, optuna=None)\n"
+        "from pathlib import Path\n"
+        "from edgeshrink.hardware_profiles.calibrate import MicroBench, calibrate\n"
+        "from edgeshrink.hardware_profiles.registry import Measurement\n"
+        "s = Measurement(warmup_runs=2, min_runs=5, min_seconds=0.0, drift_correction='none')\n"
+        f"calibrate(Path({str(tmp_path / 'p.toml')!r}), settings=s,\n"
+        "          benchmarks=(MicroBench('conv', 8, 8), MicroBench('pointwise', 16, 8, 1)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_profile(str(tmp_path / "p.toml")).precisions == ("fp32", "int8")
 
 
 def test_bigger_model_measures_slower(tmp_path):

@@ -1,0 +1,92 @@
+"""Does the latency model predict this host? Calibrate, then predict unseen candidates.
+
+1. `edgeshrink profile calibrate`'s micro-benchmarks are timed here and fitted (the profile is
+   written to --profile-out).
+2. N random candidates of the default search space (never used in calibration) are built,
+   pruned and quantized as a trial would (random weights: latency does not depend on them),
+   exported, timed with onnxruntime and predicted from their ONNX graph.
+3. Prints Spearman rank correlation, the share within +-10 % and the mean absolute percentage
+   error. Targets (issue): Spearman >= 0.95, >= 90 % within +-10 %, MAPE <= 10 %.
+
+Measurement and calibration use the same drift-correcting gauge, so both are on one scale.
+
+    python benchmarks/latency_fidelity.py [--models 50] [--seed 0] [--profile-out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import optuna
+import torch
+from scipy.stats import spearmanr
+
+from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.hardware_profiles.calibrate import calibrate
+from edgeshrink.hardware_profiles.latency_model import predict_latency
+from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
+from edgeshrink.hardware_profiles.registry import load_profile
+from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.spaces.blocks import build_student
+from edgeshrink.spaces.pruning import PRUNING_METHODS, make_permanent
+from edgeshrink.spaces.quantization import quantize
+from edgeshrink.spaces.space import load_space
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--profile-out", type=Path, default=Path("runs/host-calibrated.toml"))
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.manual_seed(args.seed)
+    data = load_digits_splits(16)
+    sample = data.val.x[:1].numpy()
+    host = load_profile("host")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gauge = prepare_gauge(host, work, sample)
+        profile, fit = calibrate(args.profile_out, name="host-calibrated", gauge=gauge,
+                                 settings=host.measurement)
+        print(f"calibrated {args.profile_out}: micro-benchmark MAPE {fit.mape:.1%}, "
+              f"gauge {gauge.ms:.4f} ms")
+        space = load_space()
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
+        measured, predicted, labels = [], [], []
+        for i in range(args.models):
+            cand = suggest_candidate(study.ask(), space)
+            model = build_student(cand, data.in_channels, data.num_classes).eval()
+            if cand.sparsity > 0:
+                PRUNING_METHODS["global_magnitude"](model, cand.sparsity)
+                make_permanent(model)
+            fp32, final = work / f"m{i}_fp32.onnx", work / f"m{i}.onnx"
+            export_onnx(model, fp32, data.in_channels, data.resolution)
+            quantize(cand.precision, fp32, final, data.train.x[:128].numpy())
+            ms = measure_latency(final, sample, host.measurement, gauge).median_ms
+            pred = predict_latency(final, profile).total_ms
+            measured.append(ms)
+            predicted.append(pred)
+            labels.append(f"{cand.precision} {cand.arch}")
+            print(f"{i:3d} measured {ms:.4f} predicted {pred:.4f} ({pred / ms - 1:+.1%}) "
+                  f"{labels[-1]}", flush=True)
+    m, p = np.array(measured), np.array(predicted)
+    err = np.abs(p - m) / m
+    rho = spearmanr(m, p).statistic
+    print(f"\nmodels: {len(m)}, measured {m.min():.3f} .. {m.max():.3f} ms")
+    print(f"Spearman rank correlation: {rho:.3f} (target >= 0.95)")
+    print(f"within +-10%: {np.mean(err <= 0.10):.0%} (target >= 90%)")
+    print(f"MAPE: {err.mean():.1%} (target <= 10%); median abs error {np.median(err):.1%}")
+    for prec in ("fp32", "int8"):
+        sel = np.array([lb.startswith(prec) for lb in labels])
+        if sel.any():
+            print(f"  {prec}: {sel.sum()} models, MAPE {err[sel].mean():.1%}, "
+                  f"within +-10% {np.mean(err[sel] <= 0.10):.0%}")
+
+
+if __name__ == "__main__":
+    main()

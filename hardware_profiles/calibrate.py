@@ -1,0 +1,335 @@
+"""Fit a profile's roofline numbers to micro-benchmarks timed on the machine at hand.
+
+Copy edgeshrink to the device, run ``edgeshrink profile calibrate --out my-device.toml`` once,
+and search anywhere with ``--profile my-device.toml``. Only onnxruntime and numpy are needed
+here: the micro-benchmarks are built with ``onnx.helper`` and quantized with onnxruntime's tool.
+
+Each micro-benchmark is a chain of one operator (conv, depthwise, pointwise, linear,
+elementwise, pooling) at one size and precision, timed at chain lengths 1 and 4 so the per-layer
+and per-inference overheads separate from the per-MAC cost. The roofline's ``max`` is fitted by
+alternating: assign each layer to compute or memory under the current numbers, solve the
+resulting linear model for non-negative coefficients (relative error, since small and large
+networks matter alike), repeat until the assignment settles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeshrink.hardware_profiles.gauge import Gauge
+from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
+from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
+from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
+from edgeshrink.hardware_profiles.registry import (
+    OP_CLASSES,
+    Measurement,
+    Profile,
+    load_profile,
+)
+
+CHAIN_LENGTHS = (1, 4)
+MAX_GMACS = 1e5  # above any edge device; caps a rate the fit left unbounded
+MAX_BANDWIDTH_GBPS = 1e3
+
+
+@dataclass(frozen=True)
+class MicroBench:
+    op_class: str
+    channels: int
+    size: int  # spatial size (height = width), or input features for a linear layer
+    kernel: int = 3
+    expansion: int = 1  # blocks only
+    stride: int = 1
+
+    @property
+    def label(self) -> str:
+        return (f"{self.op_class}_c{self.channels}_s{self.size}_k{self.kernel}"
+                f"_e{self.expansion}_st{self.stride}")
+
+
+# Sizes cover the search space's layers (16x16 inputs, 8-384 channels) and beyond.
+MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
+    *(MicroBench("conv", c, s) for c, s in ((8, 16), (16, 16), (16, 32), (32, 8), (64, 8))),
+    *(MicroBench("pointwise", c, s, 1) for c, s in ((16, 16), (32, 16), (48, 16), (64, 8),
+                                                    (96, 8), (192, 4), (384, 4))),
+    *(MicroBench("depthwise", c, s, k) for c, s, k in ((48, 16, 3), (48, 16, 5), (96, 8, 3),
+                                                       (96, 8, 5), (144, 8, 3), (192, 4, 3),
+                                                       (384, 4, 5))),
+    *(MicroBench("matmul", f, f) for f in (128, 256, 512)),
+    *(MicroBench("elementwise", c, s) for c, s in ((16, 16), (24, 8), (64, 4), (32, 32))),
+    *(MicroBench("pooling", c, s) for c, s in ((128, 4), (128, 8), (64, 16))),
+    # Operators in context: inverted-residual and depthwise-separable blocks, where channel
+    # counts change between layers and strided depthwise layers appear, as in real networks.
+    *(MicroBench("ir_block", c, s, k, e, st) for c, s, k, e, st in (
+        (8, 16, 3, 3, 1), (8, 16, 5, 6, 2), (16, 16, 3, 6, 1), (16, 8, 5, 3, 1),
+        (24, 8, 3, 6, 2), (32, 4, 5, 6, 1), (12, 16, 5, 3, 2), (32, 8, 3, 3, 2))),
+    *(MicroBench("ds_block", c, s, k, 1, st) for c, s, k, st in (
+        (8, 16, 3, 1), (16, 16, 5, 2), (24, 8, 3, 1), (32, 8, 5, 2), (64, 4, 3, 1))),
+)
+
+
+def _chain(g: GraphBuilder, bench: MicroBench, x: str, length: int) -> str:
+    c, k = bench.channels, bench.kernel
+    for _ in range(length):
+        if bench.op_class in ("conv", "pointwise"):
+            x = g.conv(x, c, c, k)
+        elif bench.op_class == "depthwise":
+            x = g.conv(x, c, c, k, groups=c)
+        elif bench.op_class == "matmul":
+            x = g.op("Relu", [g.linear(x, c, c)])
+        elif bench.op_class == "elementwise":
+            x = g.op("Add", [x, x])
+        elif bench.op_class == "ir_block":
+            x = g.inverted_residual(x, c, c, bench.expansion, 1, k)
+        elif bench.op_class == "ds_block":
+            x = g.conv(g.conv(x, c, c, k, groups=c), c, c, 1)
+    return x
+
+
+def build_micro_model(bench: MicroBench, length: int) -> onnx.ModelProto:
+    g = GraphBuilder(np.random.default_rng(zlib.crc32(bench.label.encode())))
+    if bench.op_class == "matmul":
+        return g.model([1, bench.channels], _chain(g, bench, "input", length),
+                       [1, bench.channels])
+    shape = [1, bench.channels, bench.size, bench.size]
+    if bench.op_class in ("ir_block", "ds_block") and bench.stride == 2:
+        # A strided block first (the stage's entry), then stride-1 repeats at half the size.
+        c, half = bench.channels, (bench.size + 1) // 2
+        if bench.op_class == "ir_block":
+            x = g.inverted_residual("input", c, c, bench.expansion, 2, bench.kernel)
+        else:
+            x = g.conv(g.conv("input", c, c, bench.kernel, 2, groups=c), c, c, 1)
+        x = _chain(g, bench, x, length - 1)
+        return g.model(shape, x, [1, c, half, half])
+    if bench.op_class == "pooling":
+        # One pooling layer per chain element, each on its own copy of the input.
+        outs = [g.op("GlobalAveragePool", [g.op("Identity", ["input"])]) for _ in range(length)]
+        x = outs[0] if length == 1 else g.op("Concat", outs, axis=1)
+        return g.model(shape, x, [1, bench.channels * length, 1, 1])
+    return g.model(shape, _chain(g, bench, "input", length), shape)
+
+
+def _int8(model_path: Path, out: Path, shape: list[int]) -> None:
+    # Reuses the search's own int8 recipe, so calibration times what the search exports.
+    from edgeshrink.spaces.quantization import int8_static
+
+    rng = np.random.default_rng(0)
+    int8_static(model_path, out, rng.normal(size=(16, *shape[1:])).astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    precision: str
+    length: int
+    layers: list[Layer]
+    ms: float
+
+
+def run_micro_benchmarks(
+    workdir: Path, gauge: Gauge | None, settings: Measurement, precisions: tuple[str, ...],
+    progress: Callable[[str], None] | None = None,
+    benchmarks: tuple[MicroBench, ...] = MICRO_BENCHMARKS,
+) -> list[Sample]:
+    samples = []
+    for bench in benchmarks:
+        for length in CHAIN_LENGTHS:
+            model = build_micro_model(bench, length)
+            fp32 = workdir / f"{bench.label}_x{length}.onnx"
+            onnx.save(model, fp32)
+            dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+            x = np.random.default_rng(1).normal(size=dims).astype(np.float32)
+            for precision in precisions:
+                path = fp32
+                if precision == "int8":
+                    path = workdir / f"{bench.label}_x{length}_int8.onnx"
+                    _int8(fp32, path, dims)
+                ms = measure_latency(path, x, settings, gauge).median_ms
+                samples.append(Sample(bench.label, precision, length,
+                                      [la for la in analyse_graph(path) if la.macs > 0], ms))
+                if progress:
+                    progress(f"{bench.label} x{length} {precision}: {ms:.4f} ms")
+    return samples
+
+
+def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
+    """Non-negative least squares (Lawson-Hanson). Own code: the device may lack scipy."""
+    m, n = a.shape
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    for _ in range(iterations):
+        w = a.T @ (b - a @ x)
+        if passive.all() or w[~passive].max(initial=-np.inf) <= 1e-12:
+            break
+        passive[np.argmax(np.where(passive, -np.inf, w))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if (z[passive] > 0).all():
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            passive &= x > 1e-15
+    return x
+
+
+@dataclass(frozen=True)
+class Fit:
+    per_inference_us: float
+    per_layer_us: dict[str, float]  # by precision: int8 layers also requantize
+    gmacs: dict[tuple[str, str], float]  # effective GMAC/s by (op class, precision)
+    bandwidth_gbps: float
+    mape: float  # on the micro-benchmarks themselves
+
+    def predict_ms(self, layers: list[Layer]) -> float:
+        """The fitted roofline itself; the written profile must predict the same."""
+        return (self.per_inference_us + sum(
+            self.per_layer_us[la.precision] + 1e-3 * max(
+                la.macs / self.gmacs[(la.op_class, la.precision)],
+                la.bytes_moved() / self.bandwidth_gbps) for la in layers)) / 1e3
+
+
+def fit_roofline(samples: list[Sample], rounds: int = 20) -> Fit:
+    keys = sorted({(la.op_class, la.precision) for s in samples for la in s.layers})
+    precs = sorted({la.precision for s in samples for la in s.layers})
+    layer_col = {p: 1 + i for i, p in enumerate(precs)}
+    first = 1 + len(precs)
+    col = {k: first + i for i, k in enumerate(keys)}
+    bw_col = first + len(keys)
+    b = np.array([s.ms for s in samples])
+    memory_bound: dict[tuple[int, int], bool] = {}
+    coef = None
+    for _ in range(rounds):
+        a = np.zeros((len(samples), bw_col + 1))
+        for i, s in enumerate(samples):
+            a[i, 0] = 1.0
+            for j, la in enumerate(s.layers):
+                a[i, layer_col[la.precision]] += 1
+                if memory_bound.get((i, j), False):
+                    a[i, bw_col] += la.bytes_moved()
+                else:
+                    a[i, col[(la.op_class, la.precision)]] += la.macs
+        scale = a.max(axis=0)
+        scale[scale == 0] = 1.0
+        weights = 1.0 / b  # relative error
+        coef = nnls((a / scale) * weights[:, None], b * weights) / scale
+        changed = False
+        for i, s in enumerate(samples):
+            for j, la in enumerate(s.layers):
+                compute = la.macs * coef[col[(la.op_class, la.precision)]]
+                bound = la.bytes_moved() * coef[bw_col] > compute
+                changed |= memory_bound.get((i, j), False) != bound
+                memory_bound[(i, j)] = bound
+        if not changed:
+            break
+    # A cost fitted to zero means the data never saw that class (or memory) bind. Such a class
+    # gets the best rate measured at its precision, and an unbounded bandwidth a high finite
+    # one, so the written profile stays readable and predicts exactly what Fit.predict_ms does.
+    gmacs = {k: 1.0 / coef[col[k]] / 1e6 for k in keys if coef[col[k]] > 0}
+    for p in precs:
+        best = max((v for (_, q), v in gmacs.items() if q == p), default=MAX_GMACS)
+        gmacs.update({k: best for k in keys if k[1] == p and k not in gmacs})
+    fit = Fit(
+        per_inference_us=float(coef[0] * 1e3),
+        per_layer_us={p: float(coef[layer_col[p]] * 1e3) for p in precs},
+        gmacs={k: float(min(v, MAX_GMACS)) for k, v in gmacs.items()},
+        bandwidth_gbps=float(min(MAX_BANDWIDTH_GBPS, 1.0 / max(coef[bw_col], 1e-300) / 1e6)),
+        mape=0.0,
+    )
+    pred = np.array([fit.predict_ms(s.layers) for s in samples])
+    return replace(fit, mape=float(np.mean(np.abs(pred - b) / b)))
+
+
+def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
+                 gauge_ms: float | None) -> str:
+    """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it."""
+    precisions = sorted({p for _, p in fit.gmacs}, key=["fp32", "fp16", "int8", "int4"].index)
+    peak = {p: max(v for (c, q), v in fit.gmacs.items() if q == p) for p in precisions}
+    base = "fp32" if "fp32" in peak else precisions[0]
+
+    def share(c: str, p: str) -> float | None:
+        v = fit.gmacs.get((c, p))
+        return None if v is None else min(1.0, v / peak[p])
+
+    lines = [
+        f"# Calibrated by `edgeshrink profile calibrate` on {dt.date.today().isoformat()}: "
+        f"{samples} micro-benchmark timings,",
+        f"# fitted with {fit.mape:.1%} mean absolute error on the micro-benchmarks themselves.",
+        "schema_version = 2",
+        f'name = "{name}"',
+        f'description = "{description}"',
+        f'kind = "{kind}"',
+        'latency_method = "predicted"',
+        "sources = [",
+        '  "[1] fitted to onnxruntime micro-benchmarks (conv, depthwise, pointwise, linear, '
+        'elementwise, pooling; chains of 1 and 4 layers) timed on the device"'
+        + (f',\n  "[2] timings drift-corrected against the edgeshrink gauge ({gauge_ms:.4f} ms)"'
+           if gauge_ms else ""),
+        "]",
+        "",
+        "[compute]",
+        *(f"{p} = {peak[p]:.6g}" for p in precisions),
+        "",
+        "[memory]",
+        f"bandwidth_gbps = {fit.bandwidth_gbps:.6g}",
+        "",
+        "[overhead]",
+        f"per_layer_us = {fit.per_layer_us.get(base, 0.0):.6g}",
+        f"per_inference_us = {fit.per_inference_us:.6g}",
+        *(f"per_layer_us_{p} = {v:.6g}" for p, v in fit.per_layer_us.items() if p != base),
+        "",
+        "[efficiency]",
+    ]
+    fallback = {c: share(c, base) for c in OP_CLASSES}
+    known = [v for v in fallback.values() if v is not None]
+    default = min(known) if known else 0.1
+    lines += [f"{c} = {(fallback[c] or default):.6g}" for c in OP_CLASSES]
+    for p in precisions:
+        if p == base:
+            continue
+        overrides = {c: share(c, p) for c in OP_CLASSES if share(c, p) is not None}
+        if overrides:
+            lines += ["", f"[efficiency.{p}]", *(f"{c} = {v:.6g}" for c, v in overrides.items())]
+    lines += ["", "[sparsity]", 'support = "none"', ""]
+    return "\n".join(lines)
+
+
+def calibrate(
+    out: Path, name: str = "my-device", description: str | None = None, kind: str = "cpu",
+    precisions: tuple[str, ...] = ("fp32", "int8"), settings: Measurement | None = None,
+    gauge: Gauge | None = None, progress: Callable[[str], None] | None = None,
+    benchmarks: tuple[MicroBench, ...] = MICRO_BENCHMARKS,
+) -> tuple[Profile, Fit]:
+    """Run the micro-benchmarks here, fit, write ``out`` and return the loaded profile."""
+    settings = settings or Measurement()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if gauge is None and settings.drift_correction == "gauge":
+            host = load_profile("host")
+            gauge = prepare_gauge(host, workdir, np.zeros((1, 1, 16, 16), np.float32))
+        samples = run_micro_benchmarks(workdir, gauge, settings, precisions, progress,
+                                       benchmarks)
+    fit = fit_roofline(samples)
+    text = profile_toml(fit, name, description or f"{name}: calibrated with onnxruntime", kind,
+                        len(samples), gauge.ms if gauge else None)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(f".{out.stem}.partial.toml")
+    tmp_out.write_text(text)
+    try:
+        load_profile(str(tmp_out))  # never publish a profile that does not load
+    except Exception:
+        tmp_out.unlink()
+        raise
+    tmp_out.replace(out)
+    return load_profile(str(out)), fit

@@ -1,0 +1,119 @@
+"""Predict an ONNX file's latency, memory and energy on a profile: a per-layer roofline.
+
+Each layer takes the longer of its compute time (MACs at its precision, over the profile's peak
+times the efficiency of its operator class) and its memory time (bytes moved over bandwidth),
+plus a fixed dispatch overhead; the network adds a per-inference overhead. Sparsity only
+shortens a layer where the profile's kernels can exploit it. nn-Meter, Once-for-All and APQ
+predict per kernel or per block in the same spirit; a profile's numbers stay readable and
+calibratable (``edgeshrink profile calibrate``) instead of hidden in a trained predictor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgeshrink.hardware_profiles.graph_layers import BYTES_PER_ELEMENT, Layer, analyse_graph
+from edgeshrink.hardware_profiles.registry import Profile, ProfileError
+
+_2TO4_METADATA = 1.125  # 2:4 storage: half the values plus 2-bit indices per kept value
+
+
+@dataclass(frozen=True)
+class LayerTime:
+    name: str
+    op_type: str
+    op_class: str
+    precision: str
+    macs: int
+    effective_macs: int  # after the sparsity the profile can exploit
+    bytes: int
+    bound: str  # "compute" or "memory"
+    ms: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    profile: str
+    total_ms: float
+    layers: list[LayerTime]
+    weight_bytes: int  # as stored on the device
+    peak_activation_bytes: int  # largest input + output of one layer (tensors live together)
+    energy_mj: float | None
+    fits_memory: bool
+    memory_problems: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def layer_ms(self) -> dict[str, float]:
+        return {f"{i:02d} {lt.op_class} {lt.name}": round(lt.ms, 6)
+                for i, lt in enumerate(self.layers)}
+
+
+def _sparse_factor(layer: Layer, profile: Profile) -> tuple[float, float]:
+    """(compute factor, weight-storage factor) that the profile's sparse kernels achieve."""
+    sparsity = 1.0 - layer.weight_density
+    if layer.weight_elements == 0:
+        return 1.0, 1.0
+    if profile.sparsity_support == "2:4" and layer.is_2to4:
+        return 0.5, 0.5 * _2TO4_METADATA
+    if profile.sparsity_support == "unstructured" and sparsity >= profile.min_sparsity > 0:
+        # Values plus one index per value (CSR-like): pays off only above min_sparsity.
+        return layer.weight_density, min(1.0, 2.0 * layer.weight_density)
+    return 1.0, 1.0
+
+
+def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
+    times: list[LayerTime] = []
+    weight_bytes = 0.0
+    peak_act = 0.0
+    energy_pj = 0.0
+    for layer in layers:
+        if layer.precision not in profile.peak_gmacs:
+            raise ProfileError(
+                f"profile {profile.name!r} cannot run {layer.precision} (layer {layer.name}); "
+                f"it runs {list(profile.precisions)}"
+            )
+        compute_f, storage_f = _sparse_factor(layer, profile)
+        size = BYTES_PER_ELEMENT[layer.precision]
+        eff_macs = layer.macs * compute_f
+        w_bytes = layer.weight_elements * size * storage_f
+        moved = layer.activation_elements * size + w_bytes
+        throughput = profile.peak_gmacs[layer.precision] * 1e9 * profile.efficiency_for(
+            layer.op_class, layer.precision)
+        compute_s = eff_macs / throughput
+        memory_s = moved / (profile.bandwidth_gbps * 1e9)
+        ms = max(compute_s, memory_s) * 1e3 + profile.layer_overhead_us(layer.precision) / 1e3
+        times.append(LayerTime(layer.name, layer.op_type, layer.op_class, layer.precision,
+                               layer.macs, round(eff_macs), round(moved),
+                               "compute" if compute_s >= memory_s else "memory", ms))
+        weight_bytes += w_bytes
+        peak_act = max(peak_act, layer.activation_elements * size)
+        if profile.has_energy:
+            energy_pj += (eff_macs * profile.pj_per_mac.get(layer.precision, 0.0)
+                          + moved * profile.pj_per_byte)
+    problems = []
+    if profile.storage_bytes is not None and weight_bytes > profile.storage_bytes:
+        problems.append(f"weights need {weight_bytes:,.0f} B of {profile.storage_bytes:,} B "
+                        "storage")
+    if profile.ram_bytes is not None and peak_act > profile.ram_bytes:
+        problems.append(f"activations need {peak_act:,.0f} B of {profile.ram_bytes:,} B RAM")
+    return Prediction(
+        profile=profile.name,
+        total_ms=sum(t.ms for t in times) + profile.per_inference_us / 1e3,
+        layers=times,
+        weight_bytes=round(weight_bytes),
+        peak_activation_bytes=round(peak_act),
+        energy_mj=energy_pj * 1e-9 if profile.has_energy else None,
+        fits_memory=not problems,
+        memory_problems=tuple(problems),
+    )
+
+
+def predict_latency(model: onnx.ModelProto | Path | str, profile: Profile) -> Prediction:
+    """Latency of the file as it will run on the profile's device (the search uses this too)."""
+    return predict_layers(analyse_graph(model), profile)
