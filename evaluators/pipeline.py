@@ -21,9 +21,9 @@ from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
+from edgeshrink.hardware_profiles.device_latency import device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
-from edgeshrink.hardware_profiles.measure import measure_latency
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.candidate import Candidate
@@ -40,6 +40,7 @@ class EvaluationResult:
     latency_p90_ms: float
     latency_raw_ms: float  # wall-clock median before drift correction
     gauge_ratio: float | None  # latency relative to the profile's gauge network
+    latency_method: str  # "measured" here, or "predicted" by the profile's latency model
     size_bytes: int
     size_gzip_bytes: int  # what pruning's zeros save once the file is compressed for download
     params: int
@@ -50,6 +51,12 @@ class EvaluationResult:
     latency_runs: int
     threads: int
     artifact: str
+    layer_latency_ms: dict[str, float] | None = None  # predicted profiles: per layer
+    energy_mj: float | None = None  # profiles with energy figures
+    device_weight_bytes: int | None = None  # weights as the device stores them
+    peak_activation_bytes: int | None = None
+    memory_problems: list[str] = field(default_factory=list)  # why it does not fit the device
+    memory_overflow: float | None = None  # > 0: does not fit (devices with memory limits)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -111,7 +118,7 @@ def evaluate_candidate(
         labels = data.val.y.numpy()
         predictions = onnx_predict(artifact, data.val.x.numpy())
         accuracy = float((predictions == labels).mean())
-        latency = measure_latency(artifact, data.val.x[:1].numpy(), profile.measurement, gauge)
+        latency = device_latency(artifact, data.val.x[:1].numpy(), profile, gauge)
         stats = graph_stats(fp32_path)
         size = artifact.stat().st_size
         gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
@@ -126,6 +133,7 @@ def evaluate_candidate(
         latency_p90_ms=latency.p90_ms,
         latency_raw_ms=latency.raw_median_ms,
         gauge_ratio=latency.gauge_ratio,
+        latency_method=latency.method,
         size_bytes=size,
         size_gzip_bytes=gz,
         params=stats.params,
@@ -136,6 +144,12 @@ def evaluate_candidate(
         latency_runs=latency.runs,
         threads=latency.threads,
         artifact=str(out_dir / ARTIFACT),
+        layer_latency_ms=latency.layer_ms,
+        energy_mj=latency.energy_mj,
+        device_weight_bytes=latency.device_weight_bytes,
+        peak_activation_bytes=latency.peak_activation_bytes,
+        memory_problems=list(latency.memory_problems),
+        memory_overflow=latency.memory_overflow,
         stage_seconds=timer.seconds,
         versions=tool_versions(),
     )

@@ -75,6 +75,16 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
         (8, 16, 3, 1), (16, 16, 5, 2), (24, 8, 3, 1), (32, 8, 5, 2), (64, 4, 3, 1))),
 )
 
+# A few minutes less on a slow device, at some cost in fidelity (`profile calibrate --quick`).
+QUICK_BENCHMARKS: tuple[MicroBench, ...] = (
+    MicroBench("conv", 16, 16), MicroBench("pointwise", 32, 16, 1),
+    MicroBench("pointwise", 192, 4, 1), MicroBench("depthwise", 48, 16, 3),
+    MicroBench("depthwise", 96, 8, 5), MicroBench("matmul", 256, 256),
+    MicroBench("elementwise", 16, 16), MicroBench("pooling", 128, 8),
+    MicroBench("ir_block", 16, 16, 3, 6), MicroBench("ir_block", 24, 8, 5, 3, 2),
+    MicroBench("ds_block", 16, 16, 5, 1, 2),
+)
+
 
 def _chain(g: GraphBuilder, bench: MicroBench, x: str, length: int) -> str:
     c, k = bench.channels, bench.kernel

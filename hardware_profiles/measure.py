@@ -98,7 +98,7 @@ def prepare_gauge(
     profile: Profile, directory: Path, sample: np.ndarray, known_ms: float | None = None
 ) -> Gauge | None:
     """The gauge a profile asks for, written into ``directory``; calibrated unless ``known_ms``."""
-    if profile.measurement.drift_correction != "gauge":
+    if profile.latency_method != "measured" or profile.measurement.drift_correction != "gauge":
         return None
     _, channels, resolution, _ = sample.shape
     path = write_gauge_model(directory / "gauge.onnx", channels, resolution)

@@ -63,6 +63,31 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--teacher-dir", type=Path, default=None,
                    help="teacher cache to reuse (default: <out>/../.edgeshrink-teacher)")
     b.add_argument("--force", action="store_true", help="replace --out if it exists")
+
+    d = sub.add_parser("dashboard", help="serve a live Pareto dashboard of a study")
+    _study_args(d)
+    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    d.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    d.add_argument("--export-dir", type=Path, default=None,
+                   help="where the Export button writes trial_<N>/ (default: <run-dir>/exports)")
+    d.add_argument("--refresh", type=float, default=3.0, metavar="S",
+                   help="seconds between re-reads of the study (default 3)")
+
+    pr = sub.add_parser("profile", help="hardware profiles: list, show, predict, calibrate")
+    psub = pr.add_subparsers(dest="profile_command", required=True)
+    psub.add_parser("list", help="built-in profiles")
+    ps = psub.add_parser("show", help="a profile's numbers and their sources")
+    ps.add_argument("name", help="profile name or .toml path")
+    pp = psub.add_parser("predict", help="predicted latency of any ONNX model on a profile")
+    pp.add_argument("model", type=Path, help="ONNX file")
+    pp.add_argument("--profile", default="raspberry-pi-4", help="profile name or .toml path")
+    pp.add_argument("--format", default="table", help="table (default) or json")
+    pc = psub.add_parser("calibrate", help="time micro-benchmarks here and write a profile")
+    pc.add_argument("--out", type=Path, required=True, help="profile file to write (.toml)")
+    pc.add_argument("--name", default=None, help="profile name (default: the file's stem)")
+    pc.add_argument("--kind", default="cpu", help="cpu (default), gpu, npu or mcu")
+    pc.add_argument("--precisions", default="fp32,int8", help="comma list (default fp32,int8)")
+    pc.add_argument("--quick", action="store_true", help="fewer micro-benchmarks, less fidelity")
     return parser
 
 
@@ -146,7 +171,28 @@ def _build(args: argparse.Namespace) -> None:
           f"{result.size_bytes:,} bytes -> {args.out}")
 
 
-COMMANDS = {"search": _search, "report": _report, "export": _export, "build": _build}
+def _dashboard(args: argparse.Namespace) -> None:
+    from edgeshrink.reports.dashboard import serve
+
+    serve(args.study, args.run_dir, args.storage, args.export_dir, host=args.host,
+          port=args.port, refresh_s=args.refresh)
+
+
+def _profile(args: argparse.Namespace) -> None:
+    from edgeshrink.hardware_profiles import commands
+
+    if args.profile_command == "list":
+        print(commands.list_text())
+    elif args.profile_command == "show":
+        print(commands.show_text(args.name))
+    elif args.profile_command == "predict":
+        print(commands.predict_text(args.model, args.profile, args.format))
+    else:
+        commands.calibrate_command(args.out, args.name, args.kind, args.precisions, args.quick)
+
+
+COMMANDS = {"profile": _profile, "search": _search, "report": _report, "export": _export,
+            "build": _build, "dashboard": _dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -56,4 +56,6 @@ class Objective:
             trial.set_constraint("max_latency_ms", result.latency_ms - self.max_latency_ms)
         if self.min_accuracy is not None:
             trial.set_constraint("min_accuracy", self.min_accuracy - result.accuracy)
+        if result.memory_overflow is not None:  # the device has tight RAM or storage
+            trial.set_constraint("fits_memory", result.memory_overflow)
         return result.accuracy, result.latency_ms

@@ -108,14 +108,11 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         profile = load_profile(opts.profile)
     except ValueError as exc:
         raise EdgeshrinkError(str(exc)) from None
-    unsupported = [
-        p for p in space.distributions["precision"].choices if p not in profile.precisions
-    ]
-    if unsupported:
-        raise EdgeshrinkError(
-            f"profile {profile.name!r} cannot run precision(s) {unsupported}; "
-            f"it supports {list(profile.precisions)}"
-        )
+    declared = space.distributions["precision"].choices
+    space = space.with_precisions(profile.precisions)
+    dropped = [p for p in declared if p not in profile.precisions]
+    if dropped:
+        print(f"profile {profile.name!r} cannot run {', '.join(dropped)}: not sampled")
     settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs)
     data = load_dataset(opts.dataset, space.input_resolution)
 

@@ -6,7 +6,7 @@ a plain ``params`` dict (as stored with an Optuna trial) back into a :class:`Can
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,21 @@ class SearchSpace:
     head_channels: int
     stage_skeleton: tuple[tuple[int, int], ...]  # (channels, stride) per stage
     distributions: dict[str, Distribution]
+
+    def with_precisions(self, allowed: tuple[str, ...]) -> SearchSpace:
+        """The space cut to the precisions a device runs, so the sampler never wastes a trial.
+
+        Raises if none is left: the space and the device have nothing in common.
+        """
+        declared = self.distributions["precision"].choices
+        kept = tuple(p for p in declared if p in allowed)
+        if not kept:
+            raise EdgeshrinkError(
+                f"the space's precisions {list(declared)} are none of those the profile runs "
+                f"({list(allowed)}); add one of them to 'choices.precision' (--space FILE)"
+            )
+        return replace(self, distributions={**self.distributions,
+                                            "precision": Categorical(kept)})
 
     def candidate_from_params(self, params: dict[str, Any]) -> Candidate:
         """Rebuild the candidate of a trial from its stored parameters alone."""
