@@ -8,14 +8,18 @@
 3. Prints Spearman rank correlation, the share within +-10 % and the mean absolute percentage
    error. Targets (issue): Spearman >= 0.95, >= 90 % within +-10 %, MAPE <= 10 %.
 
-Measurement and calibration use the same drift-correcting gauge, so both are on one scale.
+Measurement and calibration use the same drift-correcting gauge, so both are on one scale, and
+both time every model --repeats times round-robin and keep the median. The timings and graphs are
+kept in --cache; --reuse refits and re-predicts from them in seconds (the fit is deterministic).
 
-    python benchmarks/latency_fidelity.py [--models 50] [--seed 0] [--profile-out FILE]
+    python benchmarks/latency_fidelity.py [--models 50] [--seed 0] [--repeats 3]
+                                          [--profile-out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -26,8 +30,13 @@ from scipy.stats import spearmanr
 
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.export import export_onnx
-from edgeshrink.hardware_profiles.calibrate import calibrate
-from edgeshrink.hardware_profiles.latency_model import predict_latency
+from edgeshrink.hardware_profiles.calibrate import (
+    fit_roofline,
+    profile_toml,
+    run_micro_benchmarks,
+)
+from edgeshrink.hardware_profiles.graph_layers import analyse_graph
+from edgeshrink.hardware_profiles.latency_model import predict_layers
 from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.sampling import suggest_candidate
@@ -37,27 +46,16 @@ from edgeshrink.spaces.quantization import quantize
 from edgeshrink.spaces.space import load_space
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--models", type=int, default=50)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--profile-out", type=Path, default=Path("runs/host-calibrated.toml"))
-    args = ap.parse_args()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    torch.manual_seed(args.seed)
-    data = load_digits_splits(16)
-    sample = data.val.x[:1].numpy()
-    host = load_profile("host")
+def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
+    """Time the micro-benchmarks and the test candidates, round-robin, on one gauge."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         gauge = prepare_gauge(host, work, sample)
-        profile, fit = calibrate(args.profile_out, name="host-calibrated", gauge=gauge,
-                                 settings=host.measurement)
-        print(f"calibrated {args.profile_out}: micro-benchmark MAPE {fit.mape:.1%}, "
-              f"gauge {gauge.ms:.4f} ms")
+        samples = run_micro_benchmarks(work, gauge, host.measurement, ("fp32", "int8"),
+                                       repeats=args.repeats)
         space = load_space()
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
-        measured, predicted, labels = [], [], []
+        paths, labels = [], []
         for i in range(args.models):
             cand = suggest_candidate(study.ask(), space)
             model = build_student(cand, data.in_channels, data.num_classes).eval()
@@ -67,13 +65,56 @@ def main() -> None:
             fp32, final = work / f"m{i}_fp32.onnx", work / f"m{i}.onnx"
             export_onnx(model, fp32, data.in_channels, data.resolution)
             quantize(cand.precision, fp32, final, data.train.x[:128].numpy())
-            ms = measure_latency(final, sample, host.measurement, gauge).median_ms
-            pred = predict_latency(final, profile).total_ms
-            measured.append(ms)
-            predicted.append(pred)
+            paths.append(final)
             labels.append(f"{cand.precision} {cand.arch}")
-            print(f"{i:3d} measured {ms:.4f} predicted {pred:.4f} ({pred / ms - 1:+.1%}) "
-                  f"{labels[-1]}", flush=True)
+        # Round-robin, as in calibration: a slow spell hits one timing of many models.
+        times = np.array([[measure_latency(path, sample, host.measurement, gauge).median_ms
+                           for path in paths] for _ in range(args.repeats)])
+        test_layers = [analyse_graph(path) for path in paths]
+    return samples, test_layers, times, labels, gauge.ms
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", type=int, default=50)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timings per model (round-robin over all models), median kept")
+    ap.add_argument("--profile-out", type=Path, default=Path("runs/host-calibrated.toml"))
+    ap.add_argument("--cache", type=Path, default=Path("runs/latency_fidelity.pkl"),
+                    help="where the timings are kept for --reuse")
+    ap.add_argument("--reuse", action="store_true",
+                    help="refit from the timings in --cache instead of timing again")
+    args = ap.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    torch.manual_seed(args.seed)
+    data = load_digits_splits(16)
+    sample = data.val.x[:1].numpy()
+    host = load_profile("host")
+    if args.reuse and args.cache.is_file():
+        # Refit and re-predict from stored timings and graphs: seconds instead of minutes.
+        with open(args.cache, "rb") as fh:
+            samples, test_layers, times, labels, gauge_ms = pickle.load(fh)
+    else:
+        samples, test_layers, times, labels, gauge_ms = _measure(args, data, sample, host)
+        args.cache.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.cache, "wb") as fh:
+            pickle.dump((samples, test_layers, times, labels, gauge_ms), fh)
+    fit = fit_roofline(samples)
+    args.profile_out.parent.mkdir(parents=True, exist_ok=True)
+    args.profile_out.write_text(profile_toml(fit, "host-calibrated", "this host, calibrated",
+                                             "cpu", len(samples), gauge_ms))
+    profile = load_profile(str(args.profile_out))
+    print(f"calibrated {args.profile_out}: micro-benchmark MAPE {fit.mape:.1%}, "
+          f"channel blocks {fit.channel_block}, gauge {gauge_ms:.4f} ms")
+    measured = np.median(times, axis=0)
+    predicted = [predict_layers(layers, profile).total_ms for layers in test_layers]
+    for i, (ms, pred) in enumerate(zip(measured, predicted, strict=True)):
+        print(f"{i:3d} measured {ms:.4f} predicted {pred:.4f} ({pred / ms - 1:+.1%}) "
+              f"{labels[i]}", flush=True)
+    spread = (times.max(axis=0) - times.min(axis=0)) / measured
+    print(f"\nmeasurement repeatability ({args.repeats} timings per model): spread "
+          f"(max-min)/median {np.median(spread):.1%} median, {np.percentile(spread, 90):.1%} p90")
     m, p = np.array(measured), np.array(predicted)
     err = np.abs(p - m) / m
     rho = spearmanr(m, p).statistic

@@ -58,6 +58,20 @@ class Layer:
     weight_density: float  # share of non-zero weights (1.0 when dense or weight-less)
     is_2to4: bool  # weights follow the 2:4 semi-structured pattern along the input axis
     output_elements: int
+    # Convolutions and matmuls: channels in and out (0 otherwise), for kernels that work on
+    # blocks of channels and pad the rest (onnxruntime's NCHWc, NEON's 4 lanes).
+    in_channels: int = 0
+    out_channels: int = 0
+    depthwise: bool = False
+
+    def blocked_macs(self, block: int) -> float:
+        """MACs once the channels are padded to a multiple of ``block``."""
+        if block <= 1 or not self.out_channels:
+            return float(self.macs)
+        pad_out = -(-self.out_channels // block) * block / self.out_channels
+        if self.depthwise:
+            return self.macs * pad_out
+        return self.macs * pad_out * (-(-self.in_channels // block) * block / self.in_channels)
 
     def bytes_moved(self) -> float:
         return (self.activation_elements + self.weight_elements) * BYTES_PER_ELEMENT[
@@ -144,6 +158,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
                   and (producer.get(i) is None or producer[i].op_type != "Constant")]
         out_elems = elements.get(node.output[0], 0)
         macs, w_elems, density, two_four = 0, 0, 1.0, False
+        c_in = c_out = 0
         op_class = OP_CLASSES[op]
         precision = activation_precision(node.input[0]) if node.input else "fp32"
         if op in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
@@ -159,6 +174,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
                     op_class = _conv_class(w.shape, group)
                     out_dims = shapes.get(node.output[0], [])
                     macs = int(np.prod(out_dims[1:])) * int(np.prod(w.shape[1:]))
+                    c_in, c_out = int(w.shape[1]) * group, int(w.shape[0])
                 else:
                     # Rows of the output at batch 1 (1 for a classifier head) times weights.
                     out_dims = shapes.get(node.output[0], [1])
@@ -178,5 +194,8 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             weight_density=density,
             is_2to4=two_four,
             output_elements=out_elems,
+            in_channels=c_in,
+            out_channels=c_out,
+            depthwise=op_class == "depthwise",
         ))
     return layers

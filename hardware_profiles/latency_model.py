@@ -29,7 +29,7 @@ class LayerTime:
     op_class: str
     precision: str
     macs: int
-    effective_macs: int  # after the sparsity the profile can exploit
+    effective_macs: int  # with channels padded to the kernels' block, less exploited sparsity
     bytes: int
     bound: str  # "compute" or "memory"
     ms: float
@@ -80,7 +80,7 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
             )
         compute_f, storage_f = _sparse_factor(layer, profile)
         size = BYTES_PER_ELEMENT[layer.precision]
-        eff_macs = layer.macs * compute_f
+        eff_macs = layer.blocked_macs(profile.block_for(layer.precision)) * compute_f
         w_bytes = layer.weight_elements * size * storage_f
         moved = layer.activation_elements * size + w_bytes
         throughput = profile.peak_gmacs[layer.precision] * 1e9 * profile.efficiency_for(

@@ -11,6 +11,8 @@ Schema (version 2), every number with its source in the file:
     [overhead]     per_layer_us, per_inference_us; optional per_layer_us_<precision>
     [efficiency]   share of peak per operator class (conv, depthwise, pointwise, matmul,
                    elementwise, pooling); a sub-table per precision overrides some classes
+    [layout]       optional: channel_block (kernels pad channels to a multiple of it; default
+                   1), channel_block_<precision> where a precision's kernels differ
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
     [energy]       optional: pj_per_byte and pj_per_mac.<precision>
     [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
@@ -67,12 +69,16 @@ class Profile:
     pj_per_mac: dict[str, float] = field(default_factory=dict)
     pj_per_byte: float | None = None
     sources: tuple[str, ...] = ()
+    channel_block: dict[str, int] = field(default_factory=dict)  # by precision; default 1
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
 
     @property
     def precisions(self) -> tuple[str, ...]:
         return tuple(self.peak_gmacs)
+
+    def block_for(self, precision: str) -> int:
+        return self.channel_block.get(precision, 1)
 
     def layer_overhead_us(self, precision: str) -> float:
         return self.per_layer_us_by_precision.get(precision, self.per_layer_us)
@@ -173,6 +179,20 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
     overhead = _table(raw, "overhead", source)
     sparsity = _table(raw, "sparsity", source, required=False)
     energy = _table(raw, "energy", source, required=False)
+    layout = _table(raw, "layout", source, required=False)
+    blocks: dict[str, int] = {}
+    for key, value in layout.items():
+        prec = key[len("channel_block_"):] if key.startswith("channel_block_") else None
+        if key != "channel_block" and prec is None:
+            raise ProfileError(f"profile {source}: unknown field 'layout.{key}'")
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 256:
+            raise ProfileError(f"profile {source}: field 'layout.{key}' must be an integer "
+                               f"in [1, 256], got {value!r}")
+        if prec is not None:
+            _choice(prec, tuple(peak), f"layout.{key}", source)
+            blocks[prec] = value
+    if "channel_block" in layout:
+        blocks = {p: blocks.get(p, layout["channel_block"]) for p in peak}
     efficiency, overrides = _efficiency(raw, source, tuple(peak))
     ram = _get(memory, "ram_bytes", int, source, "memory", None)
     storage = _get(memory, "storage_bytes", int, source, "memory", None)
@@ -182,6 +202,12 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         measurement = Measurement(**m)
     except TypeError as exc:
         raise ProfileError(f"profile {source}: bad field in 'measurement' ({exc})") from None
+    for name, default in vars(Measurement()).items():  # TOML gives any type; name the field
+        value = getattr(measurement, name)
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise ProfileError(f"profile {source}: field 'measurement.{name}' must be "
+                               f"{type(default).__name__}, got {value!r}")
     _choice(measurement.drift_correction, _DRIFT_CORRECTIONS, "measurement.drift_correction",
             source)
     if measurement.intra_op_threads < 1 or measurement.min_runs < 1:
@@ -217,6 +243,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
                               f"energy.pj_per_mac.{p}", source) for p in pj_mac},
         pj_per_byte=_get(energy, "pj_per_byte", num, source, "energy", None),
         sources=tuple(str(s) for s in sources),
+        channel_block=blocks,
         measurement=measurement,
         source=source,
     )

@@ -99,6 +99,8 @@ def test_good_profile_file_loads(tmp_path):
         ("pooling = 0.5", 'pooling = 0.5\n[measurement]\ndrift_correction = "magic"',
          "measurement.drift_correction"),
         ("pooling = 0.5", "pooling = 0.5\n[efficiency.fp16]\nconv = 0.5", "efficiency.fp16"),
+        ("pooling = 0.5", "pooling = 0.5\n[layout]\nchannel_block = 0", "layout.channel_block"),
+        ("pooling = 0.5", "pooling = 0.5\n[layout]\nchannel_blok = 4", "layout.channel_blok"),
     ],
 )
 def test_bad_profile_file_names_the_field(tmp_path, old, new, field):
@@ -149,6 +151,23 @@ def test_roofline_arithmetic_on_a_hand_checked_conv(tmp_path):
     mem = predict_latency(_single_conv(1, 8, 8, 3), slow)
     assert mem.layers[0].bound == "memory"
     assert mem.total_ms == pytest.approx((25.92 + 2 + 10) / 1e3)
+
+
+def test_kernels_that_pad_channels_to_blocks_pay_for_the_padding(tmp_path):
+    """Conv 1->12 at 8x8: 6912 MACs. With blocks of 16 the 12 output channels cost as 16 (the
+    single input channel as 16 too): 6912 * 16/12 * 16 = 147456 MACs at 0.5 GMAC/s = 294.912 us;
+    per-precision blocks override the default."""
+    model = _single_conv(1, 12, 8, 3)
+    plain = predict_latency(model, _profile(tmp_path))
+    assert plain.layers[0].effective_macs == 6912
+    blocked = _profile(tmp_path, GOOD + "[layout]\nchannel_block = 16\nchannel_block_int8 = 4\n")
+    assert blocked.block_for("fp32") == 16 and blocked.block_for("int8") == 4
+    pred = predict_latency(model, blocked)
+    assert pred.layers[0].effective_macs == 147456
+    assert pred.total_ms == pytest.approx((294.912 + 2 + 10) / 1e3)
+    # A depthwise layer pads only its channels: 12 -> 16.
+    dw = predict_latency(_single_conv(12, 12, 8, 3, groups=12), blocked).layers[0]
+    assert dw.effective_macs == 12 * 64 * 9 * 16 // 12
 
 
 def _int8_file(tmp_path, model: onnx.ModelProto, name: str) -> Path:
