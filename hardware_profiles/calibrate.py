@@ -233,18 +233,25 @@ def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
 class Fit:
     per_inference_us: float
     per_layer_us: dict[str, float]  # by precision: int8 layers also requantize
-    gmacs: dict[tuple[str, str], float]  # effective GMAC/s by (op class, precision)
+    gmacs: dict[tuple[str, str, bool], float]  # GMAC/s by (op class, precision, aligned)
     bandwidth_gbps: float
     mape: float  # on the micro-benchmarks themselves
     channel_block: dict[str, int] = field(default_factory=dict)  # by precision
+
+    def rate(self, la: Layer) -> float:
+        key = _key(la, self.channel_block)
+        return self.gmacs.get(key) or self.gmacs[(la.op_class, la.precision, True)]
 
     def predict_ms(self, layers: list[Layer]) -> float:
         """The fitted roofline itself; the written profile must predict the same."""
         return (self.per_inference_us + sum(
             self.per_layer_us[la.precision] + 1e-3 * max(
-                la.blocked_macs(self.channel_block.get(la.precision, 1))
-                / self.gmacs[(la.op_class, la.precision)],
+                la.blocked_macs(self.channel_block.get(la.precision, 1)) / self.rate(la),
                 la.bytes_moved() / self.bandwidth_gbps) for la in layers)) / 1e3
+
+
+def _key(la: Layer, blocks: dict[str, int]) -> tuple[str, str, bool]:
+    return la.op_class, la.precision, la.aligned(blocks.get(la.precision, 1))
 
 
 BLOCK_CHOICES = (1, 4, 8, 16)  # channel blocks of common kernels: none, NEON, AVX2, AVX-512
@@ -264,7 +271,8 @@ def fit_roofline(samples: list[Sample], rounds: int = 20,
 
 
 def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
-    keys = sorted({(la.op_class, la.precision) for s in samples for la in s.layers})
+    keys = sorted({_key(la, blocks) for s in samples for la in s.layers}
+                  | {(la.op_class, la.precision, True) for s in samples for la in s.layers})
     precs = sorted({la.precision for s in samples for la in s.layers})
     layer_col = {p: 1 + i for i, p in enumerate(precs)}
     first = 1 + len(precs)
@@ -282,8 +290,7 @@ def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
                 if memory_bound.get((i, j), False):
                     a[i, bw_col] += la.bytes_moved()
                 else:
-                    a[i, col[(la.op_class, la.precision)]] += la.blocked_macs(
-                        blocks[la.precision])
+                    a[i, col[_key(la, blocks)]] += la.blocked_macs(blocks[la.precision])
         scale = a.max(axis=0)
         scale[scale == 0] = 1.0
         weights = 1.0 / b  # relative error
@@ -291,8 +298,7 @@ def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
         changed = False
         for i, s in enumerate(samples):
             for j, la in enumerate(s.layers):
-                compute = la.blocked_macs(blocks[la.precision]) * coef[
-                    col[(la.op_class, la.precision)]]
+                compute = la.blocked_macs(blocks[la.precision]) * coef[col[_key(la, blocks)]]
                 bound = la.bytes_moved() * coef[bw_col] > compute
                 changed |= memory_bound.get((i, j), False) != bound
                 memory_bound[(i, j)] = bound
@@ -303,7 +309,7 @@ def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
     # one, so the written profile stays readable and predicts exactly what Fit.predict_ms does.
     gmacs = {k: 1.0 / coef[col[k]] / 1e6 for k in keys if coef[col[k]] > 0}
     for p in precs:
-        best = max((v for (_, q), v in gmacs.items() if q == p), default=MAX_GMACS)
+        best = max((v for (_, q, _), v in gmacs.items() if q == p), default=MAX_GMACS)
         gmacs.update({k: best for k in keys if k[1] == p and k not in gmacs})
     fit = Fit(
         per_inference_us=float(coef[0] * 1e3),
@@ -320,12 +326,13 @@ def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
 def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
                  gauge_ms: float | None) -> str:
     """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it."""
-    precisions = sorted({p for _, p in fit.gmacs}, key=["fp32", "fp16", "int8", "int4"].index)
-    peak = {p: max(v for (c, q), v in fit.gmacs.items() if q == p) for p in precisions}
+    precisions = sorted({p for _, p, _ in fit.gmacs},
+                        key=["fp32", "fp16", "int8", "int4"].index)
+    peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
     base = "fp32" if "fp32" in peak else precisions[0]
 
-    def share(c: str, p: str) -> float | None:
-        v = fit.gmacs.get((c, p))
+    def share(c: str, p: str, aligned: bool = True) -> float | None:
+        v = fit.gmacs.get((c, p, aligned))
         return None if v is None else min(1.0, v / peak[p])
 
     lines = [
@@ -361,12 +368,25 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
     known = [v for v in fallback.values() if v is not None]
     default = min(known) if known else 0.1
     lines += [f"{c} = {(fallback[c] or default):.6g}" for c in OP_CLASSES]
+    base_unaligned = {c: share(c, base, False) for c in OP_CLASSES
+                      if share(c, base, False) is not None}
+    if base_unaligned:
+        lines += ["", "[efficiency.unaligned]  # input channels off the channel block",
+                  *(f"{c} = {v:.6g}" for c, v in base_unaligned.items())]
     for p in precisions:
         if p == base:
             continue
         overrides = {c: share(c, p) for c in OP_CLASSES if share(c, p) is not None}
         if overrides:
             lines += ["", f"[efficiency.{p}]", *(f"{c} = {v:.6g}" for c, v in overrides.items())]
+        # Every class the base table lists as unaligned needs this precision's own value (its
+        # aligned one where it has no unaligned data), or the base value would leak across.
+        unaligned = {c: share(c, p, False) or share(c, p) for c in OP_CLASSES
+                     if share(c, p, False) is not None
+                     or (c in base_unaligned and share(c, p) is not None)}
+        if unaligned:
+            lines += ["", f"[efficiency.{p}.unaligned]",
+                      *(f"{c} = {v:.6g}" for c, v in unaligned.items())]
     lines += ["", "[layout]  # channel block of the kernels, fitted",
               *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items())]
     lines += ["", "[sparsity]", 'support = "none"', ""]

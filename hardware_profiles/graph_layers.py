@@ -73,6 +73,13 @@ class Layer:
             return self.macs * pad_out
         return self.macs * pad_out * (-(-self.in_channels // block) * block / self.in_channels)
 
+    def aligned(self, block: int) -> bool:
+        """Whether blocked kernels take this layer: its input channels fill whole blocks, or it
+        reads the image itself (a few channels, which blocked kernels read as they are)."""
+        if block <= 1 or not self.out_channels:
+            return True
+        return self.in_channels % block == 0 or self.in_channels < 4
+
     def bytes_moved(self) -> float:
         return (self.activation_elements + self.weight_elements) * BYTES_PER_ELEMENT[
             self.precision]

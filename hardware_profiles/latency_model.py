@@ -80,11 +80,12 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
             )
         compute_f, storage_f = _sparse_factor(layer, profile)
         size = BYTES_PER_ELEMENT[layer.precision]
-        eff_macs = layer.blocked_macs(profile.block_for(layer.precision)) * compute_f
+        block = profile.block_for(layer.precision)
+        eff_macs = layer.blocked_macs(block) * compute_f
         w_bytes = layer.weight_elements * size * storage_f
         moved = layer.activation_elements * size + w_bytes
         throughput = profile.peak_gmacs[layer.precision] * 1e9 * profile.efficiency_for(
-            layer.op_class, layer.precision)
+            layer.op_class, layer.precision, layer.aligned(block))
         compute_s = eff_macs / throughput
         memory_s = moved / (profile.bandwidth_gbps * 1e9)
         ms = max(compute_s, memory_s) * 1e3 + profile.layer_overhead_us(layer.precision) / 1e3

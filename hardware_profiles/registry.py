@@ -10,7 +10,9 @@ Schema (version 2), every number with its source in the file:
     [memory]       bandwidth_gbps; optional ram_bytes (peak activations), storage_bytes (weights)
     [overhead]     per_layer_us, per_inference_us; optional per_layer_us_<precision>
     [efficiency]   share of peak per operator class (conv, depthwise, pointwise, matmul,
-                   elementwise, pooling); a sub-table per precision overrides some classes
+                   elementwise, pooling); a sub-table per precision overrides some classes;
+                   optional [efficiency.unaligned] / [efficiency.<precision>.unaligned]: shares
+                   for layers whose input channels are off the channel block
     [layout]       optional: channel_block (kernels pad channels to a multiple of it; default
                    1), channel_block_<precision> where a precision's kernels differ
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
@@ -62,6 +64,8 @@ class Profile:
     efficiency: dict[str, float]  # by operator class
     per_layer_us_by_precision: dict[str, float] = field(default_factory=dict)
     efficiency_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Layers off the channel block, by precision ("" = any): see _efficiency.
+    unaligned_efficiency: dict[str, dict[str, float]] = field(default_factory=dict)
     sparsity_support: str = "none"
     min_sparsity: float = 0.0
     ram_bytes: int | None = None
@@ -83,7 +87,12 @@ class Profile:
     def layer_overhead_us(self, precision: str) -> float:
         return self.per_layer_us_by_precision.get(precision, self.per_layer_us)
 
-    def efficiency_for(self, op_class: str, precision: str) -> float:
+    def efficiency_for(self, op_class: str, precision: str, aligned: bool = True) -> float:
+        if not aligned:
+            for key in (precision, ""):
+                share = self.unaligned_efficiency.get(key, {}).get(op_class)
+                if share is not None:
+                    return share
         return self.efficiency_overrides.get(precision, {}).get(op_class,
                                                                  self.efficiency[op_class])
 
@@ -136,23 +145,42 @@ def _table(raw: dict[str, Any], key: str, source: str, required: bool = True) ->
     return _get(raw, key, dict, source)
 
 
+def _class_shares(table: dict[str, Any], where: str, source: str) -> dict[str, float]:
+    out = {}
+    for cls, v in table.items():
+        _choice(cls, OP_CLASSES, f"{where}.{cls}", source)
+        out[cls] = _share(v, f"{where}.{cls}", source)
+    return out
+
+
 def _efficiency(raw: dict[str, Any], source: str, precisions: tuple[str, ...]):
+    """Base shares, per-precision overrides and shares for layers off the channel block.
+
+    ``unaligned`` ("" for every precision) holds the shares of layers whose input channels are
+    not a multiple of the profile's channel block: such kernels leave the blocked fast path.
+    """
     table = _table(raw, "efficiency", source)
-    base, overrides = {}, {}
+    base: dict[str, float] = {}
+    overrides: dict[str, dict[str, float]] = {}
+    unaligned: dict[str, dict[str, float]] = {}
     for key, value in table.items():
-        if isinstance(value, dict):
+        if key == "unaligned":
+            unaligned[""] = _class_shares(_get(table, key, dict, source, "efficiency"),
+                                          "efficiency.unaligned", source)
+        elif isinstance(value, dict):
             _choice(key, precisions, f"efficiency.{key}", source)
-            overrides[key] = {}
-            for cls, v in value.items():
-                _choice(cls, OP_CLASSES, f"efficiency.{key}.{cls}", source)
-                overrides[key][cls] = _share(v, f"efficiency.{key}.{cls}", source)
+            inner = dict(value)
+            if isinstance(inner.get("unaligned"), dict):
+                unaligned[key] = _class_shares(inner.pop("unaligned"),
+                                               f"efficiency.{key}.unaligned", source)
+            overrides[key] = _class_shares(inner, f"efficiency.{key}", source)
         else:
             _choice(key, OP_CLASSES, f"efficiency.{key}", source)
             base[key] = _share(value, f"efficiency.{key}", source)
     missing = [c for c in OP_CLASSES if c not in base]
     if missing:
         raise ProfileError(f"profile {source}: missing field 'efficiency.{missing[0]}'")
-    return base, overrides
+    return base, overrides, unaligned
 
 
 def _share(value: Any, label: str, source: str) -> float:
@@ -193,7 +221,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
             blocks[prec] = value
     if "channel_block" in layout:
         blocks = {p: blocks.get(p, layout["channel_block"]) for p in peak}
-    efficiency, overrides = _efficiency(raw, source, tuple(peak))
+    efficiency, overrides, unaligned = _efficiency(raw, source, tuple(peak))
     ram = _get(memory, "ram_bytes", int, source, "memory", None)
     storage = _get(memory, "storage_bytes", int, source, "memory", None)
     pj_mac = _get(energy, "pj_per_mac", dict, source, "energy", {})
@@ -232,6 +260,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
             for k in overhead if k.startswith("per_layer_us_")},
         efficiency=efficiency,
         efficiency_overrides=overrides,
+        unaligned_efficiency=unaligned,
         sparsity_support=_choice(_get(sparsity, "support", str, source, "sparsity", "none"),
                                  SPARSITY_SUPPORT, "sparsity.support", source),
         min_sparsity=float(_get(sparsity, "min_sparsity", num, source, "sparsity", 0.0)),

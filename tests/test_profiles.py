@@ -170,6 +170,26 @@ def test_kernels_that_pad_channels_to_blocks_pay_for_the_padding(tmp_path):
     assert dw.effective_macs == 12 * 64 * 9 * 16 // 12
 
 
+def test_layers_off_the_channel_block_use_their_own_efficiency(tmp_path):
+    """Blocks of 16 and unaligned shares: conv 12->16 reads 12 channels, off the block, so it
+    runs at the unaligned conv share (0.1 instead of 0.5); 16->16 stays aligned; the stem
+    (1 input channel) reads the image and counts as aligned."""
+    text = GOOD + ("[layout]\nchannel_block = 16\n[efficiency.unaligned]\nconv = 0.1\n"
+                   "[efficiency.int8.unaligned]\nconv = 0.05\n")
+    text = text.replace("pooling = 0.5\n", "pooling = 0.5\n[efficiency.int8]\nconv = 0.25\n", 1)
+    p = _profile(tmp_path, text)
+    assert p.efficiency_for("conv", "fp32", aligned=False) == 0.1
+    assert p.efficiency_for("conv", "int8", aligned=False) == 0.05
+    assert p.efficiency_for("pointwise", "fp32", aligned=False) == 0.5  # falls back
+    off = predict_latency(_single_conv(12, 16, 8, 3), p).layers[0]
+    on = predict_latency(_single_conv(16, 16, 8, 3), p).layers[0]
+    stem = predict_latency(_single_conv(1, 16, 8, 3), p).layers[0]
+    # 12->16 pads to 16->16: same MACs as the aligned layer, at a fifth of the rate.
+    assert off.effective_macs == on.effective_macs == 16 * 16 * 64 * 9
+    assert off.ms - 0.002 == pytest.approx(5 * (on.ms - 0.002))
+    assert stem.ms - 0.002 == pytest.approx(16 * 64 * 9 * 16 / 0.5e9 * 1e3)
+
+
 def _int8_file(tmp_path, model: onnx.ModelProto, name: str) -> Path:
     from edgeshrink.spaces.quantization import int8_static
 
