@@ -13,9 +13,9 @@ from typing import Any
 
 import yaml
 
-from edgeshrink.evaluators.data import load_dataset
+from edgeshrink.evaluators.datasets import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
-from edgeshrink.evaluators.teacher import load_or_train_teacher
+from edgeshrink.evaluators.teachers import load_teacher, parse_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
@@ -35,12 +35,16 @@ class BuildConfig:
     profile: str
     source: dict[str, Any] = field(default_factory=dict)  # study and trial it came from
     expected: dict[str, Any] = field(default_factory=dict)  # metrics of the exported model
+    data_dir: str | None = None  # root of a torchvision data set, as the search used it
+    teacher: str | None = None  # the --teacher of the search; None: trained here
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "edgeshrink_config": CONFIG_SCHEMA,
             "source": self.source,
             "dataset": self.dataset,
+            **({"data_dir": self.data_dir} if self.data_dir else {}),
+            **({"teacher": self.teacher} if self.teacher else {}),
             "candidate": self.candidate.to_dict(),
             "training": asdict(self.training),
             "seed": self.seed,
@@ -82,6 +86,9 @@ def parse_build_config(raw: Any, source: str = "config") -> BuildConfig:
         raise EdgeshrinkError(
             f"{source}: 'training' must be a mapping with keys from {sorted(known)}"
         )
+    for key in ("data_dir", "teacher"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise EdgeshrinkError(f"{source}: {key!r} must be a path")
     for key in ("seed", "teacher_seed"):
         if not isinstance(raw.get(key, 0), int):
             raise EdgeshrinkError(f"{source}: {key!r} must be an integer")
@@ -94,6 +101,8 @@ def parse_build_config(raw: Any, source: str = "config") -> BuildConfig:
         profile=str(raw["profile"]),
         source=dict(raw.get("source") or {}),
         expected=dict(raw.get("expected") or {}),
+        data_dir=raw.get("data_dir"),
+        teacher=raw.get("teacher"),
     )
 
 
@@ -113,15 +122,16 @@ def load_build_config(path: Path | str) -> BuildConfig:
 def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> EvaluationResult:
     """Train, prune, export, quantize and measure exactly as the search trial did.
 
-    ``cache_dir`` keeps the teacher and the latency gauge between builds. The gauge is
-    calibrated afresh, so latency is on this machine's scale, not the search's.
+    ``cache_dir`` keeps the teacher, decoded images and the latency gauge between builds. The
+    gauge is calibrated afresh, so latency is on this machine's scale, not the search's.
     """
     try:
         profile = load_profile(config.profile)
     except ValueError as exc:
         raise EdgeshrinkError(str(exc)) from None
-    data = load_dataset(config.dataset, config.candidate.input_resolution)
-    teacher = load_or_train_teacher(data, cache_dir, seed=config.teacher_seed)
+    spec = DataSpec.parse(config.dataset, config.data_dir)
+    data = load_data(spec, config.candidate.input_resolution, cache_dir / "data")
+    teacher = load_teacher(parse_teacher(config.teacher), data, cache_dir, seed=config.teacher_seed)
     gauge = prepare_gauge(profile, cache_dir, data.val.x[:1].numpy())
     return evaluate_candidate(config.candidate, data, teacher, profile, out_dir,
                               config.training, seed=config.seed, gauge=gauge)

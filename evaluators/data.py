@@ -1,4 +1,4 @@
-"""The embedded default data set: scikit-learn's real 8x8 handwritten digits, split once, seeded."""
+"""Data splits as tensors, and the embedded default: scikit-learn's 8x8 digits, split once."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 SPLIT_SEED = 0  # fixed, independent of --seed, so every study on digits sees the same split
 
@@ -33,6 +31,7 @@ class DataSplits:
     mean: float = 0.0
     std: float = 1.0
     pixel_scale: float = 1.0
+    classes: tuple[str, ...] = ()  # names by label index, where the data has them
 
     def fingerprint(self) -> str:
         """Identifies the exact data, so a cached teacher is never reused on other data."""
@@ -84,13 +83,6 @@ def load_digits_splits(
         mean=mean,
         std=std,
         pixel_scale=16.0,
+        classes=tuple(str(i) for i in range(10)),
     )
 
-
-DATASETS = {"digits": load_digits_splits}
-
-
-def load_dataset(name: str, resolution: int) -> DataSplits:
-    if name not in DATASETS:
-        raise EdgeshrinkError(f"unknown dataset {name!r}; available: {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](resolution)

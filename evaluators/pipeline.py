@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -20,7 +21,7 @@ from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.teacher import Teacher
-from edgeshrink.evaluators.training import TrainSettings, train_distilled
+from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.device_latency import device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
@@ -82,16 +83,25 @@ def evaluate_candidate(
     settings: TrainSettings = TrainSettings(),  # noqa: B008 - frozen dataclass
     seed: int = 0,
     gauge: Gauge | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
 ) -> EvaluationResult:
-    """Every metric returned is read off the file written to ``out_dir/model.onnx``."""
+    """Every metric returned is read off the file written to ``out_dir/model.onnx``.
+
+    ``on_epoch(epoch, val_accuracy)`` sees the torch model's validation accuracy after each
+    distillation epoch and may raise to abort a hopeless candidate (the search's early stop).
+    """
     timer = _StageTimer()
     torch.manual_seed(seed)
     model = build_student(candidate, data.in_channels, data.num_classes)
 
+    def after_epoch(epoch: int) -> None:
+        on_epoch(epoch, model_accuracy(model, data.val.x, data.val.y))
+
     with timer("distill"):
         train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                         epochs=settings.epochs, settings=settings,
-                        temperature=candidate.temperature, alpha=candidate.alpha, seed=seed)
+                        temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
+                        after_epoch=after_epoch if on_epoch else None)
     with timer("prune"):
         if candidate.sparsity > 0:
             PRUNING_METHODS["global_magnitude"](model, candidate.sparsity)

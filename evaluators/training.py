@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,10 +47,13 @@ def train_distilled(
     alpha: float = 0.0,
     seed: int = 0,
     lr: float | None = None,
+    after_epoch: Callable[[int], None] | None = None,
 ) -> float:
     """Train in place with AdamW and a cosine schedule; returns the last epoch's mean loss.
 
     With ``teacher_logits`` None (or alpha 0) this is plain cross-entropy training.
+    ``after_epoch(epoch)`` (1-based) may look at the model or raise to stop early; it draws no
+    random numbers and the model is put back in training mode, so training is unchanged by it.
     """
     if epochs <= 0:
         return float("nan")
@@ -62,7 +66,7 @@ def train_distilled(
     ce = nn.CrossEntropyLoss()
     model.train()
     mean_loss = float("nan")
-    for _ in range(epochs):
+    for epoch in range(1, epochs + 1):
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, gen):
             logits = model(x[idx])
@@ -79,8 +83,15 @@ def train_distilled(
             total += loss.item() * len(idx)
             count += len(idx)
         mean_loss = total / count
+        if after_epoch is not None:
+            after_epoch(epoch)
+            model.train()
     model.eval()
     return mean_loss
+
+
+def model_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict_logits(model, x).argmax(1) == y).float().mean())
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from dash import Input, Output, State, dash_table, dcc, html
 from optuna.trial import FrozenTrial
 
 from edgeshrink.reports.frame import choice_columns, trials_frame
+from edgeshrink.reports.paths import inside
 from edgeshrink.search.study import default_run_dir, load_existing_study
 from edgeshrink.spaces.errors import EdgeshrinkError
 
@@ -442,8 +443,8 @@ def export_message(source: StudySource, trial_number: int, export_dir: Path,
     except ImportError as exc:
         return html.Div(f"export is not available in this install: {exc}", className="error",
                         id="export-error")
-    out_dir = export_dir / f"trial_{trial_number}"
     try:
+        out_dir = inside(export_dir, f"trial_{trial_number}")  # the number comes from the browser
         result = export_trial(source.study, trial_number, out_dir, run_dir=source.run_dir,
                               force=force, reason=f"trial {trial_number}, picked in the dashboard")
     except EdgeshrinkError as exc:

@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.reports.frame import pareto_mask
+from edgeshrink.reports.paths import inside
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.errors import EdgeshrinkError
 
@@ -77,6 +78,8 @@ def _describe(t: FrozenTrial) -> str:
 
 
 def pick_by_number(study: optuna.Study, number: int) -> Pick:
+    if isinstance(number, bool) or not isinstance(number, int):
+        raise EdgeshrinkError(f"a trial number is a whole number, got {number!r}")
     by_number = {t.number: t for t in study.trials}
     if number not in by_number:
         last = max(by_number, default=-1)
@@ -88,7 +91,7 @@ def pick_by_number(study: optuna.Study, number: int) -> Pick:
         why = t.user_attrs.get("error") or t.system_attrs.get("fail_reason") or ""
         raise EdgeshrinkError(
             f"trial {number} is {t.state.name}, not COMPLETE; nothing to export"
-            + (f" ({why})" if why else "")
+            + (f" ({why})" if why else "") + "; pick a COMPLETE trial (see `edgeshrink report`)"
         )
     return Pick(t, f"trial {number}, chosen by number")
 
@@ -184,7 +187,8 @@ def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
     try:
         stage.mkdir(parents=True)
     except OSError as exc:
-        raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}") from None
+        raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}; choose a "
+                              "writable --out") from None
     try:
         yield stage
         if out_dir.exists():
@@ -229,7 +233,7 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     import torch
 
     from edgeshrink.evaluators.build import BuildConfig
-    from edgeshrink.evaluators.data import load_dataset
+    from edgeshrink.evaluators.datasets import load_data, spec_from_setup
     from edgeshrink.evaluators.onnx_eval import onnx_predict
     from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.spaces.blocks import build_student
@@ -238,7 +242,8 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     setup = _study_setup(study)
     attrs = trial.user_attrs
     candidate = Candidate.from_dict(attrs["candidate"])
-    data = load_dataset(setup["dataset"], candidate.input_resolution)
+    cache = Path(run_dir) / "data" if run_dir is not None else None
+    data = load_data(spec_from_setup(setup), candidate.input_resolution, cache)
 
     shutil.copy2(source / "model.onnx", stage / "model.onnx")
     shutil.copy2(source / "weights.pt", stage / "weights.pt")
@@ -279,6 +284,8 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
         teacher_seed=int(setup.get("seed", 0)),
         profile=setup["profile"],
         source={"study": study.study_name, "trial": trial.number},
+        data_dir=setup.get("data_dir"),
+        teacher=setup.get("teacher"),
         expected={"validation_accuracy": val_acc, "test_accuracy": test_acc,
                   "latency_ms": attrs.get("latency_ms"), "size_bytes": attrs.get("size_bytes")},
     )
@@ -311,8 +318,9 @@ def export_ladder(study: optuna.Study, k: int, out_dir: Path | str, *,
         rungs = []
         for rank, trial in enumerate(trials):
             name = f"rung{rank}_trial{trial.number}"
-            (stage / name).mkdir()
-            r = _write_into(stage / name, study, trial, run_dir,
+            rung = inside(stage, name)
+            rung.mkdir()
+            r = _write_into(rung, study, trial, run_dir,
                             f"rung {rank} of a {len(trials)}-model ladder")
             results.append(ExportResult(r.trial, out_dir / name, r.files, r.val_accuracy,
                                         r.test_accuracy, r.metrics))
@@ -331,6 +339,7 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
                setup: dict[str, Any]) -> str:
     """A short README for the exported model: what it is, how it was found, how to run it."""
     res = candidate.input_resolution
+    teacher = f"your teacher `{setup['teacher']}`" if setup.get("teacher") else "a larger CNN"
     rows = [
         ("validation accuracy (search)", f"{metrics['validation_accuracy']:.4f} "
                                          f"({metrics['validation_images']} images)"),
@@ -350,7 +359,7 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
     return f"""# {data.name} classifier, trial {metrics['trial']} of study `{metrics['study']}`
 
 A {candidate.precision} MobileNet-style network, `{candidate.arch}`, found by edgeshrink
-(picked: {metrics['picked']}). It was distilled from a larger CNN (temperature
+(picked: {metrics['picked']}). It was distilled from {teacher} (temperature
 {candidate.temperature:g}, alpha {candidate.alpha:g}), magnitude-pruned to {candidate.sparsity:.0%}
 of its weights, and exported to ONNX{" with int8 static quantization" if candidate.precision ==
 "int8" else ""}. `model.onnx` is the exact file whose accuracy and latency were measured.

@@ -13,6 +13,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from edgeshrink.reports.frame import METRIC_COLUMNS, choice_columns, pareto_frame
+from edgeshrink.reports.reference import compare_to_reference, reference_text, tradeoff_text
 
 _TABLE_HEAD = ["trial", *METRIC_COLUMNS, "arch"]
 _STYLE = """
@@ -20,6 +21,7 @@ body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; }
 th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #ddd; text-align: right; }
 .counts { color: #555; }
+.reference { color: #1f4e79; }
 .empty { padding: 2rem; background: #f6f6f6; color: #666; }
 """
 
@@ -75,7 +77,24 @@ def _scatter(frame: pd.DataFrame, choices: list[str], name: str, **style: Any) -
     )
 
 
-def _figure(frame: pd.DataFrame, title: str) -> go.Figure:
+def _add_reference(fig: go.Figure, reference: dict[str, Any]) -> None:
+    """The teacher as a star (and a dotted line at its accuracy): the point compressed from."""
+    acc, lat = reference.get("accuracy"), reference.get("latency_ms")
+    if _missing(acc):
+        return
+    fig.add_hline(y=acc, line={"dash": "dot", "color": "#1f77b4"},
+                  annotation_text="teacher accuracy", annotation_position="bottom right")
+    if not _missing(lat):
+        fig.add_trace(go.Scatter(
+            x=[lat], y=[acc], name="teacher (reference)", mode="markers",
+            marker={"color": "#1f77b4", "size": 14, "symbol": "star"},
+            text=[html.escape(reference_text(reference), quote=False)],
+            hovertemplate="%{text}<extra></extra>",
+        ))
+
+
+def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = None
+            ) -> go.Figure:
     choices = choice_columns(frame)
     done = frame[frame["state"] == "COMPLETE"]
     rest = done[~done["pareto"]]
@@ -100,6 +119,8 @@ def _figure(frame: pd.DataFrame, title: str) -> go.Figure:
     fig = go.Figure()
     for subset, name, style in layers:  # drawn in order, so the front sits on top
         fig.add_trace(_scatter(subset, choices, name, **{"mode": "markers", **style}))
+    if reference:
+        _add_reference(fig, reference)
     fig.update_layout(
         title=title,
         xaxis_title="latency (ms, lower is better)",
@@ -119,20 +140,29 @@ def _counts(frame: pd.DataFrame) -> str:
     )
 
 
-def _table(frame: pd.DataFrame) -> str:
+def _table(frame: pd.DataFrame, reference: dict[str, Any] | None = None) -> str:
     front = pareto_frame(frame)
     if front.empty:
         return '<p class="empty">No feasible completed trial yet, so no Pareto front.</p>'
     cols = [*_TABLE_HEAD, *choice_columns(frame)]
+    if reference:
+        front = compare_to_reference(front, reference)
+        cols[len(_TABLE_HEAD) - 1 : len(_TABLE_HEAD) - 1] = ["acc_vs_teacher",
+                                                            "speedup_vs_teacher"]
     # Format cells ourselves: to_html's na_rep skips nullable ints and would print "<NA>".
     cells = front[cols].astype(object).map(lambda v: "" if _missing(v) else _fmt(v))
     return cells.to_html(index=False, escape=True, border=0, classes="pareto")
 
 
-def render_html(frame: pd.DataFrame, title: str = "edgeshrink report") -> str:
-    """Render a ``trials_frame`` as a complete HTML document; never fails on an empty study."""
+def render_html(frame: pd.DataFrame, title: str = "edgeshrink report",
+                reference: dict[str, Any] | None = None) -> str:
+    """Render a ``trials_frame`` as a complete HTML document; never fails on an empty study.
+
+    ``reference`` is the teacher's record (study user attr ``teacher``): drawn as a star and
+    compared with in a line and two table columns, so the page says what compression cost.
+    """
     if (frame["state"] == "COMPLETE").any():
-        plot = _figure(frame, title).to_html(
+        plot = _figure(frame, title, reference).to_html(
             full_html=False, include_plotlyjs=True, default_width="100%", default_height="560px"
         )
     else:
@@ -148,9 +178,10 @@ def render_html(frame: pd.DataFrame, title: str = "edgeshrink report") -> str:
 <body>
 <h1>{safe_title}</h1>
 <p class="counts">{html.escape(_counts(frame))}</p>
+<p class="reference">{html.escape(tradeoff_text(pareto_frame(frame), reference))}</p>
 {plot}
 <h2>Pareto-optimal trials</h2>
-{_table(frame)}
+{_table(frame, reference)}
 </body>
 </html>
 """

@@ -15,6 +15,7 @@ import optuna
 
 from edgeshrink.reports.frame import pareto_frame, trials_frame
 from edgeshrink.reports.html import render_html
+from edgeshrink.reports.reference import REFERENCE_ATTR
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
@@ -48,7 +49,8 @@ def write_report(study: optuna.Study, out_dir: Path | str) -> dict[str, Path]:
     frame = trials_frame(study)
     # Render everything before writing anything, so a rendering error leaves old files alone.
     contents = {
-        "html": ("report.html", render_html(frame, title=f"edgeshrink: {study.study_name}")),
+        "html": ("report.html", render_html(frame, title=f"edgeshrink: {study.study_name}",
+                                            reference=study.user_attrs.get(REFERENCE_ATTR))),
         "trials": ("trials.csv", frame.to_csv(index=False)),
         "pareto": ("pareto.csv", pareto_frame(frame).to_csv(index=False)),
     }

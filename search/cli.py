@@ -30,17 +30,38 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trials", type=int, default=80, help="completed trials to reach (default 80)")
     s.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
+    s.add_argument("--sampler", default="gp", help="gp (default), tpe, nsga2 or random")
     s.add_argument("--max-latency", type=float, default=None, metavar="MS",
                    help="constraint: latency at most MS milliseconds")
     s.add_argument("--min-accuracy", type=float, default=None, metavar="FRACTION",
                    help="constraint: validation accuracy at least FRACTION (e.g. 0.95)")
     s.add_argument("--profile", default="host", help="hardware profile name or .toml path")
-    s.add_argument("--dataset", default="digits", help="data set (default: digits)")
+    s.add_argument("--dataset", default="digits",
+                   help="digits (default), mnist, fashion-mnist, cifar10 or imagefolder:PATH")
+    s.add_argument("--data-dir", type=Path, default=None,
+                   help="where torchvision data sets are (default: ./data)")
+    s.add_argument("--download", action="store_true",
+                   help="download a torchvision data set missing from --data-dir")
+    s.add_argument("--teacher", default=None, metavar="PATH",
+                   help="your trained model: TorchScript file, ONNX file or ARCH:WEIGHTS "
+                        "(torchvision architecture and state dict); default: train one")
     s.add_argument("--space", type=Path, default=None, help="search-space YAML file")
     s.add_argument("--epochs", type=int, default=5, help="distillation epochs per trial")
     s.add_argument("--finetune-epochs", type=int, default=1, help="fine-tune epochs after pruning")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="worker processes on this machine, sharing the study (default 1)")
+    s.add_argument("--no-early-stop", action="store_true",
+                   help="train every trial to the end (default: abort hopeless ones early)")
+
+    w = sub.add_parser("worker", help="join a study started by `search`, from any machine")
+    _study_args(w)
+    w.add_argument("--worker-index", type=int, default=None, metavar="I",
+                   help="this worker's number (>= 1); sets its sampler seed (default: random)")
+    w.add_argument("--space", type=Path, default=None,
+                   help="the study's space file, where its path differs on this machine")
+    w.add_argument("--profile", default=None,
+                   help="the study's profile .toml, where its path differs on this machine")
 
     r = sub.add_parser("report", help="write the Pareto report of a study")
     _study_args(r)
@@ -98,9 +119,21 @@ def _search(args: argparse.Namespace) -> None:
         study=args.study, run_dir=args.run_dir, storage=args.storage, trials=args.trials,
         timeout=args.timeout, seed=args.seed, sampler=args.sampler,
         max_latency=args.max_latency, min_accuracy=args.min_accuracy, profile=args.profile,
-        dataset=args.dataset, space=args.space, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, progress=not args.no_progress,
+        dataset=args.dataset, data_dir=args.data_dir, download=args.download,
+        teacher=args.teacher, space=args.space, epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs, progress=not args.no_progress, jobs=args.jobs,
+        early_stop=not args.no_early_stop,
     ))
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import os
+
+    from edgeshrink.search.workers import STORAGE_ENV, run_worker
+
+    # The URL may come from the environment, which keeps a password out of the process list.
+    run_worker(args.study, args.run_dir, args.storage or os.environ.get(STORAGE_ENV),
+               args.worker_index, space=args.space, profile=args.profile)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -192,7 +225,7 @@ def _profile(args: argparse.Namespace) -> None:
 
 
 COMMANDS = {"profile": _profile, "search": _search, "report": _report, "export": _export,
-            "build": _build, "dashboard": _dashboard}
+            "build": _build, "dashboard": _dashboard, "worker": _worker}
 
 
 def main(argv: list[str] | None = None) -> int:

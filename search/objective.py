@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
+import torch
 
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
@@ -13,6 +14,7 @@ from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
+from edgeshrink.search.early_stop import EarlyStopRule, epoch_watcher
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
 
@@ -29,12 +31,21 @@ class Objective:
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
     gauge: Gauge | None = None
+    early_stop: EarlyStopRule | None = None  # None trains every candidate to the end
+    # Tiny students on a shared CPU: one thread avoids OpenMP stalls (10x slower under load,
+    # BENCHMARKS.md); None keeps torch's setting.
+    train_threads: int | None = None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
         candidate = suggest_candidate(trial, self.space)
         trial.set_user_attr("arch", candidate.arch)
         trial.set_user_attr("candidate", candidate.to_dict())
         trial.set_user_attr("profile", self.profile.name)
+        if self.train_threads is not None:
+            torch.set_num_threads(self.train_threads)
+        on_epoch = None
+        if self.early_stop is not None:
+            on_epoch = epoch_watcher(trial, candidate, self.early_stop, self.min_accuracy)
         try:
             result = evaluate_candidate(
                 candidate,
@@ -45,7 +56,10 @@ class Objective:
                 self.settings,
                 seed=self.seed + trial.number,
                 gauge=self.gauge,
+                on_epoch=on_epoch,
             )
+        except optuna.TrialPruned:
+            raise
         except Exception as exc:
             trial.set_user_attr("error", f"{type(exc).__name__}: {exc}".splitlines()[0])
             raise

@@ -13,19 +13,34 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from edgeshrink.evaluators.data import load_dataset
-from edgeshrink.evaluators.teacher import load_or_train_teacher
+from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.teachers import (
+    describe_teacher,
+    load_teacher,
+    parse_teacher,
+    teacher_reference,
+)
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
+from edgeshrink.reports.reference import reference_text
 from edgeshrink.reports.writer import write_report
+from edgeshrink.search.early_stop import EarlyStopRule
 from edgeshrink.search.objective import Objective
 from edgeshrink.search.samplers import make_sampler
+from edgeshrink.search.stale import fail_stale_trials
 from edgeshrink.search.study import create_or_resume_study, mask_url
+from edgeshrink.search.workers import (
+    DONE_STATES,
+    OPTIONS_ATTR,
+    extra_workers,
+    preparation_lock,
+    shared_options,
+    work_until,
+    worker_seed,
+)
 from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import load_space
-
-DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass
@@ -36,21 +51,30 @@ class SearchOptions:
     trials: int = 80
     timeout: float | None = None
     seed: int = 0
-    sampler: str = "tpe"
+    sampler: str = "gp"  # won the sampler benchmark (BENCHMARKS.md)
     max_latency: float | None = None
     min_accuracy: float | None = None
     profile: str = "host"
     dataset: str = "digits"
+    data_dir: Path | None = None  # root of torchvision data sets (mnist, cifar10, ...)
+    download: bool = False  # fetch a torchvision data set that is not in data_dir
+    teacher: str | None = None  # TorchScript, ONNX or ARCH:WEIGHTS; None trains one
     space: Path | None = None
     epochs: int = TrainSettings.epochs
     finetune_epochs: int = TrainSettings.finetune_epochs
     report: bool = True
     progress: bool = True
+    jobs: int = 1  # worker processes on this machine, this one included
+    worker: int | None = None  # set for an `edgeshrink worker` joining the study
+    early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
+    train_threads: int | None = None  # torch threads per trial; None keeps torch's default
 
 
 def validate(opts: SearchOptions) -> None:
     if opts.trials < 1:
         raise EdgeshrinkError(f"--trials must be at least 1, got {opts.trials}")
+    if opts.jobs < 1:
+        raise EdgeshrinkError(f"--jobs must be at least 1 worker process, got {opts.jobs}")
     if opts.timeout is not None and opts.timeout <= 0:
         raise EdgeshrinkError(f"--timeout must be positive seconds, got {opts.timeout}")
     if opts.epochs < 1 or opts.finetune_epochs < 0:
@@ -69,7 +93,8 @@ def _check_same_setup(study: optuna.Study, setup: dict) -> None:
     if stored is None:
         study.set_user_attr("setup", setup)
         return
-    changed = [k for k in ("dataset", "space", "profile", "settings") if stored.get(k) != setup[k]]
+    keys = ("dataset", "space", "profile", "settings", "teacher")
+    changed = [k for k in keys if stored.get(k) != setup[k]]
     if changed:
         raise EdgeshrinkError(
             f"study {study.study_name!r} was started with a different {', '.join(changed)}; "
@@ -114,22 +139,33 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     if dropped:
         print(f"profile {profile.name!r} cannot run {', '.join(dropped)}: not sampled")
     settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs)
-    data = load_dataset(opts.dataset, space.input_resolution)
+    data_spec = DataSpec.parse(opts.dataset, opts.data_dir, opts.download)
+    teacher_spec = parse_teacher(opts.teacher)
+    data = load_data(data_spec, space.input_resolution, run_dir / "data")
 
     # Seed the sampler past the trials already run, so a resumed study does not replay them.
     probe = create_or_resume_study(opts.study, run_dir, opts.storage,
                                    optuna.samplers.RandomSampler())
     already = len(probe.trials)
-    sampler = make_sampler(opts.sampler, opts.seed + already, opts.trials)
+    sampler = make_sampler(opts.sampler, worker_seed(opts.seed, opts.worker or 0, already),
+                           opts.trials)
     study = create_or_resume_study(opts.study, run_dir, opts.storage, sampler)
     setup = {
-        "dataset": opts.dataset,
+        "dataset": data_spec.label,
+        "data_dir": data_spec.data_dir,
+        "teacher": teacher_spec.label if teacher_spec else None,
         "space": json.loads(json.dumps(asdict(space), default=list)),
         "profile": profile.name,
         "settings": asdict(settings),
         "seed": opts.seed,
     }
     _check_same_setup(study, setup)
+    if opts.worker is None:
+        study.set_user_attr(OPTIONS_ATTR, shared_options(opts))  # for workers that join
+    interrupted = fail_stale_trials(study)
+    if interrupted:
+        print(f"trial(s) {interrupted} were interrupted (their worker is gone): marked FAIL, "
+              "their parameters queued once more")
 
     done = sum(t.state in DONE_STATES for t in study.trials)
     remaining = opts.trials - done
@@ -139,9 +175,9 @@ def run_search(opts: SearchOptions) -> optuna.Study:
               "writing the report.")
     else:
         start = time.perf_counter()
-        teacher = load_or_train_teacher(data, run_dir / "teacher", seed=opts.seed)
-        how = f"trained in {teacher.seconds:.0f} s" if teacher.trained_now else "loaded from cache"
-        print(f"teacher: validation accuracy {teacher.val_accuracy:.4f} ({how})")
+        with preparation_lock(run_dir):  # concurrent first starts train the teacher once
+            teacher = load_teacher(teacher_spec, data, run_dir / "teacher", seed=opts.seed)
+        print(describe_teacher(teacher, teacher_spec))
         print(
             f"search {opts.study!r} on {data.name} ({len(data.train.y)} train / "
             f"{len(data.val.y)} val images at {data.resolution}x{data.resolution}), profile "
@@ -151,20 +187,31 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         print(f"ETA: about {remaining * _SECONDS_PER_TRIAL_GUESS * opts.epochs / 5 / 60:.0f} min "
               "(the progress bar refines it)")
         # One gauge latency per study, so every trial, resumed or not, is on the same scale.
-        gauge = prepare_gauge(profile, run_dir, data.val.x[:1].numpy(),
-                              study.user_attrs.get("gauge_ms"))
-        if gauge is not None and "gauge_ms" not in study.user_attrs:
-            study.set_user_attr("gauge_ms", gauge.ms)
-            print(f"latency gauge: {gauge.ms:.4f} ms on this host; trial latencies are "
-                  "drift-corrected against it")
+        with preparation_lock(run_dir):
+            gauge = prepare_gauge(profile, run_dir, data.val.x[:1].numpy(),
+                                  study.user_attrs.get("gauge_ms"))
+            if gauge is not None and "gauge_ms" not in study.user_attrs:
+                study.set_user_attr("gauge_ms", gauge.ms)
+                print(f"latency gauge: {gauge.ms:.4f} ms on this host; trial latencies are "
+                      "drift-corrected against it")
+            if "teacher" not in study.user_attrs:  # the reference point of the report
+                reference = teacher_reference(teacher, teacher_spec, data, profile,
+                                              run_dir / "teacher", gauge)
+                study.set_user_attr("teacher", reference)
+                print(f"teacher reference: {reference_text(reference)}")
         objective = Objective(space, data, teacher, profile, run_dir / "trials", settings,
                               seed=opts.seed, max_latency_ms=opts.max_latency,
-                              min_accuracy=opts.min_accuracy, gauge=gauge)
+                              min_accuracy=opts.min_accuracy, gauge=gauge,
+                              early_stop=EarlyStopRule(
+                                  sparse_kernels=profile.sparsity_support != "none")
+                              if opts.early_stop else None,
+                              train_threads=opts.train_threads)
         progress = _Progress(remaining, opts.progress)
         optuna.logging.set_verbosity(logging.ERROR)
         try:
-            study.optimize(objective, n_trials=remaining, timeout=opts.timeout,
-                           callbacks=[progress], catch=(Exception,))
+            with extra_workers(opts, run_dir, remaining):
+                work_until(study, objective, opts.trials, max_trials=remaining,
+                           timeout=opts.timeout, callbacks=[progress])
         finally:
             progress.close()
         print(f"search finished in {time.perf_counter() - start:.0f} s")

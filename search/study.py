@@ -9,6 +9,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from edgeshrink.search.stale import rdb_storage
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 DIRECTIONS = ("maximize", "minimize")
@@ -22,18 +23,29 @@ def default_run_dir(study_name: str) -> Path:
 
 def mask_url(url: str) -> str:
     """Hide a password in a storage URL before it is printed."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    return re.sub(r"(://[^:/@]*:)[^@/]+@", r"\1***@", url)
+
+
+def _scrub(text: str, url: str) -> str:
+    """A driver's message with every URL in it masked, and the raw password too."""
+    text = mask_url(text)
+    secret = re.match(r"[^:]+://[^:/@]*:([^@/]+)@", url)
+    return text.replace(secret.group(1), "***") if secret else text
 
 
 def open_storage(run_dir: Path, storage_url: str | None, *, create: bool) -> BaseStorage | str:
     """The run directory's journal file (safe for several processes) unless a URL is given."""
     if storage_url:
         try:
-            return optuna.storages.get_storage(storage_url)
+            return rdb_storage(storage_url)
         except Exception as exc:  # noqa: BLE001 - any driver error becomes one clear line
+            detail = _scrub(str(exc).splitlines()[0] if str(exc) else "", storage_url)
+            fix = ("install its driver, e.g. pip install 'edgeshrink[postgres]'"
+                   if isinstance(exc, ImportError)
+                   else "check the URL and that the database server is up and reachable")
             raise EdgeshrinkError(
-                f"cannot open storage {mask_url(storage_url)}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else ''}"
+                f"cannot open storage {mask_url(storage_url)}: {type(exc).__name__}: {detail}; "
+                f"{fix}"
             ) from None
     journal = run_dir / JOURNAL_FILE
     if not create and not journal.is_file():
@@ -44,7 +56,8 @@ def open_storage(run_dir: Path, storage_url: str | None, *, create: bool) -> Bas
         run_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(journal)))
     except OSError as exc:
-        raise EdgeshrinkError(f"cannot write run directory {run_dir}: {exc.strerror}") from None
+        raise EdgeshrinkError(f"cannot write run directory {run_dir}: {exc.strerror}; make it "
+                              "writable or pass another --run-dir") from None
 
 
 def load_existing_study(name: str, run_dir: Path, storage_url: str | None) -> optuna.Study:
@@ -60,13 +73,17 @@ def create_or_resume_study(
     name: str, run_dir: Path, storage_url: str | None, sampler: optuna.samplers.BaseSampler
 ) -> optuna.Study:
     storage = open_storage(run_dir, storage_url, create=True)
-    study = optuna.create_study(
-        study_name=name,
-        storage=storage,
-        directions=list(DIRECTIONS),
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    try:
+        study = optuna.create_study(
+            study_name=name,
+            storage=storage,
+            directions=list(DIRECTIONS),
+            sampler=sampler,
+            load_if_exists=True,
+        )
+    except OSError as exc:  # an existing journal in a directory that cannot be written
+        raise EdgeshrinkError(f"cannot write run directory {run_dir}: {exc.strerror}; make it "
+                              "writable or pass another --run-dir") from None
     if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
         raise EdgeshrinkError(
             f"study {name!r} exists with other objectives; choose another --study name"

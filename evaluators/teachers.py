@@ -1,0 +1,323 @@
+"""Which teacher a student is distilled from: one trained here (the default) or the user's own.
+
+``--teacher`` takes a TorchScript file, an ONNX file (run by onnxruntime: only its logits are
+needed), or ``ARCH:WEIGHTS``, a torchvision architecture plus a state dict read with
+``torch.load(weights_only=True)``. The teacher sees the same normalised images as the students.
+Its logits on the training images are computed once and cached next to the run; its own
+validation accuracy and latency are the reference point the report compares every trial with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import time
+import warnings
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.teacher import Teacher, load_or_train_teacher
+from edgeshrink.evaluators.training import predict_logits
+from edgeshrink.hardware_profiles.gauge import Gauge
+from edgeshrink.hardware_profiles.registry import Profile
+from edgeshrink.spaces.errors import EdgeshrinkError
+
+TRAINED_HERE = "trained here (TeacherCNN)"
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    form: str  # registry key: "torchscript", "onnx" or "torchvision"
+    path: str  # absolute
+    arch: str | None = None  # torchvision architecture, for the "torchvision" form
+
+    @property
+    def label(self) -> str:
+        """The ``--teacher`` value that names this teacher again: stored with the study."""
+        return f"{self.arch}:{self.path}" if self.arch else self.path
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] if text else type(exc).__name__
+
+
+def _torchvision_archs() -> list[str]:
+    import torchvision
+
+    return torchvision.models.list_models(module=torchvision.models)
+
+
+def _existing(path: str, what: str) -> str:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise EdgeshrinkError(f"{what} not found: {p}")
+    return str(p.resolve())
+
+
+def parse_teacher(text: str | None) -> TeacherSpec | None:
+    """None means: train the default teacher. A TorchScript file is a zip; ONNX is not."""
+    if not text:
+        return None
+    arch, sep, weights = text.partition(":")
+    if sep and not Path(text).exists():
+        if arch not in _torchvision_archs():
+            raise EdgeshrinkError(
+                f"--teacher {text!r}: {arch!r} is not a torchvision classification architecture "
+                "(see torchvision.models.list_models()); write e.g. resnet18:weights.pt"
+            )
+        return TeacherSpec("torchvision", _existing(weights, "teacher state dict"), arch)
+    path = _existing(text, "teacher file")
+    return TeacherSpec("torchscript" if zipfile.is_zipfile(path) else "onnx", path)
+
+
+# ---------------------------------------------------------------- the three forms
+
+
+class OnnxTeacher(nn.Module):
+    """An ONNX classifier behind nn.Module's call, run by onnxruntime on one thread (exact)."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        first = self.session.get_inputs()[0]
+        self.input_name = first.name
+        self.fixed_batch = first.shape[0] if isinstance(first.shape[0], int) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        arr = x.detach().numpy().astype(np.float32)
+        step = self.fixed_batch or max(len(arr), 1)
+        outs = []
+        for i in range(0, len(arr), step):
+            chunk = arr[i : i + step]
+            pad = step - len(chunk)  # a fixed batch size: pad the last chunk, drop the padding
+            if pad:
+                chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), np.float32)])
+            out = self.session.run(None, {self.input_name: chunk})[0]
+            outs.append(out[: len(out) - pad])
+        return torch.from_numpy(np.concatenate(outs))
+
+
+class GreyToRGB(nn.Module):
+    """Repeat a one-channel image to three, for a teacher that expects RGB."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.expand(-1, 3, -1, -1))
+
+
+def _load_torchscript(spec: TeacherSpec, data: DataSplits) -> nn.Module:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+            return torch.jit.load(spec.path, map_location="cpu")
+    except RuntimeError as exc:
+        raise EdgeshrinkError(
+            f"{spec.path} is not a TorchScript file ({_first_line(exc)[:120]}); for a state "
+            f"dict pass ARCH:{spec.path}, e.g. resnet18:{spec.path}"
+        ) from None
+
+
+def _load_onnx(spec: TeacherSpec, data: DataSplits) -> nn.Module:
+    try:
+        return OnnxTeacher(spec.path)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
+        raise EdgeshrinkError(f"cannot load ONNX teacher {spec.path}: {_first_line(exc)}") from None
+
+
+def _head_weight(model: nn.Module) -> str | None:
+    """Name of the classifier's weight: the last Linear (or, failing that, the last Conv2d)."""
+    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    conv = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    names = linear or conv
+    return f"{names[-1]}.weight" if names else None
+
+
+def _load_torchvision(spec: TeacherSpec, data: DataSplits) -> nn.Module:
+    import torchvision
+
+    try:
+        state: Any = torch.load(spec.path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - unpickling refusals and damaged files alike
+        raise EdgeshrinkError(f"cannot load state dict {spec.path} with weights_only=True: "
+                              f"{_first_line(exc)[:160]}") from None
+    if isinstance(state, dict):
+        wrapped = [k for k in ("state_dict", "model", "model_state_dict")
+                   if isinstance(state.get(k), dict)]
+        state = state[wrapped[0]] if wrapped else state
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise EdgeshrinkError(f"{spec.path} is not a state dict (a mapping of names to tensors)")
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    model = torchvision.models.get_model(spec.arch, weights=None, num_classes=data.num_classes)
+    head = _head_weight(model)
+    if head in state and state[head].shape[0] != data.num_classes:
+        raise _mismatch(spec.label, state[head].shape[0], data.num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise EdgeshrinkError(f"{spec.path} does not fit torchvision {spec.arch}: "
+                              f"{_first_line(exc)}") from None
+    return model
+
+
+TEACHER_FORMS: dict[str, Callable[[TeacherSpec, DataSplits], nn.Module]] = {
+    "torchscript": _load_torchscript,
+    "onnx": _load_onnx,
+    "torchvision": _load_torchvision,
+}
+
+
+def _mismatch(label: str, outputs: int, classes: int) -> EdgeshrinkError:
+    return EdgeshrinkError(f"teacher {label} outputs {outputs} logits per image but the data has "
+                           f"{classes} classes; pass a teacher trained on these classes")
+
+
+def _fit_input(model: nn.Module, data: DataSplits, label: str) -> nn.Module:
+    """Check the teacher runs on the data's images and returns one logit per class."""
+    sample = data.train.x[:2]
+    tries = [model, GreyToRGB(model)] if data.in_channels == 1 else [model]
+    errors: list[Exception] = []
+    for candidate in tries:
+        try:
+            with torch.no_grad():
+                out = candidate.eval()(sample)
+        except Exception as exc:  # noqa: BLE001 - any framework's shape complaint
+            errors.append(exc)
+            continue
+        if not isinstance(out, torch.Tensor) or out.ndim != 2:
+            raise EdgeshrinkError(f"teacher {label} must return one logits tensor "
+                                  f"[batch, classes]; it returned {type(out).__name__}")
+        if out.shape[1] != data.num_classes:
+            raise _mismatch(label, out.shape[1], data.num_classes)
+        return candidate
+    res = data.resolution
+    raise EdgeshrinkError(f"teacher {label} cannot run on the data's images [batch, "
+                          f"{data.in_channels}, {res}, {res}]: {_first_line(errors[0])[:200]}")
+
+
+# ---------------------------------------------------------------- loading, with cached logits
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def load_teacher(spec: TeacherSpec | None, data: DataSplits, cache_dir: Path,
+                 seed: int = 0) -> Teacher:
+    """The teacher with its training-set logits, from ``cache_dir`` when they are there.
+
+    A file lock serialises concurrent first starts, so the work is done once.
+    """
+    from filelock import FileLock
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / ".teacher.lock")):
+        if spec is None:
+            return load_or_train_teacher(data, cache_dir, seed=seed)
+        model = _fit_input(TEACHER_FORMS[spec.form](spec, data), data, spec.label)
+        key = hashlib.sha256(
+            f"{spec.form}|{spec.arch}|{_file_digest(spec.path)}|{data.fingerprint()}".encode()
+        ).hexdigest()[:16]
+        path = cache_dir / f"logits-{key}.pt"
+        if path.is_file():
+            state = torch.load(path, weights_only=True)
+            return Teacher(model, state["train_logits"], state["val_accuracy"], False, 0.0)
+        start = time.perf_counter()
+        logits = predict_logits(model, data.train.x).float()
+        val = predict_logits(model, data.val.x).argmax(1)
+        accuracy = float((val == data.val.y).float().mean())
+        _atomic_save({"train_logits": logits, "val_accuracy": accuracy}, path)
+        return Teacher(model, logits, accuracy, False, time.perf_counter() - start)
+
+
+def describe_teacher(teacher: Teacher, spec: TeacherSpec | None) -> str:
+    if spec is None:
+        how = (f"trained in {teacher.seconds:.0f} s" if teacher.trained_now
+               else "loaded from cache")
+    else:
+        how = spec.label + (f", logits computed in {teacher.seconds:.1f} s" if teacher.seconds
+                            else ", logits loaded from cache")
+    return f"teacher: validation accuracy {teacher.val_accuracy:.4f} ({how})"
+
+
+# ---------------------------------------------------------------- the reference point
+
+
+def _teacher_onnx(teacher: Teacher, spec: TeacherSpec | None, data: DataSplits,
+                  work_dir: Path) -> tuple[Path, np.ndarray]:
+    """The teacher as an ONNX file, and one input image in the channels it takes."""
+    from edgeshrink.evaluators.export import export_onnx
+
+    model = teacher.model
+    rgb = isinstance(model, GreyToRGB)
+    sample = data.val.x[:1].expand(-1, 3, -1, -1) if rgb else data.val.x[:1]
+    if spec is not None and spec.form == "onnx":
+        return Path(spec.path), sample.numpy()
+    inner = model.inner if rgb else model
+    path = work_dir / "teacher.onnx"
+    tmp = work_dir / f".teacher.onnx.{secrets.token_hex(4)}.tmp"
+    try:
+        export_onnx(inner, tmp, int(sample.shape[1]), data.resolution)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path, np.ascontiguousarray(sample.numpy())
+
+
+def teacher_reference(teacher: Teacher, spec: TeacherSpec | None, data: DataSplits,
+                      profile: Profile, work_dir: Path, gauge: Gauge | None = None
+                      ) -> dict[str, Any]:
+    """The teacher's accuracy and latency, taken like a trial's: what a student gives up or gains.
+
+    Latency uses the profile's method (and the study's gauge) on the teacher as fp32 ONNX; a
+    teacher that cannot be exported keeps its accuracy and records why latency is missing.
+    """
+    from edgeshrink.hardware_profiles.device_latency import device_latency
+    from edgeshrink.hardware_profiles.graph_stats import graph_stats
+
+    ref: dict[str, Any] = {"source": spec.label if spec else TRAINED_HERE,
+                           "accuracy": teacher.val_accuracy}
+    try:
+        path, sample = _teacher_onnx(teacher, spec, data, work_dir)
+        latency = device_latency(path, sample, profile, gauge)
+        stats = graph_stats(path)
+    except Exception as exc:  # noqa: BLE001 - the reference is informative, never fatal
+        ref["latency_error"] = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
+        return ref
+    ref.update(latency_ms=latency.median_ms, latency_p90_ms=latency.p90_ms,
+               latency_method=latency.method, params=stats.params, macs=stats.macs,
+               size_bytes=path.stat().st_size)
+    return ref

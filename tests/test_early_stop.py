@@ -1,0 +1,111 @@
+"""Early abort of hopeless trials, the hypervolume used to judge samplers, and the MAC count."""
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna._hypervolume import compute_hypervolume
+from optuna.trial import create_trial
+
+from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
+from edgeshrink.search.early_stop import (
+    ABORT_ATTR,
+    CURVE_ATTR,
+    EarlyStopRule,
+    Finished,
+    epoch_watcher,
+    no_slower,
+)
+from edgeshrink.search.hypervolume import hypervolume_2d
+from edgeshrink.spaces.candidate import Candidate
+
+
+def _cand(width=0.5, blocks=("ds_k3_r1_s1_c16", "ir_k3_e3_r1_s2_c24"), precision="fp32",
+          sparsity=0.0):
+    return Candidate.from_dict({"width_mult": width, "stages": list(blocks), "temperature": 4.0,
+                                "alpha": 0.5, "sparsity": sparsity, "precision": precision})
+
+
+SMALL = _cand()
+BIG = _cand(1.0, ("ds_k5_r2_s1_c16", "ir_k5_e6_r1_s2_c24"))
+OTHER = _cand(1.0, ("ir_k5_e6_r2_s1_c16", "ir_k5_e6_r1_s2_c24"))  # ds -> ir: not comparable
+# Ten finished copies of SMALL: each gained at most 0.10 after epoch 1 and 0.05 after epoch 2.
+HISTORY = [Finished(SMALL, 0.90, (0.80, 0.85))] * 10
+
+
+def test_hypervolume_matches_optuna_on_random_fronts():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        pts = rng.random((30, 2))
+        ref = (0.05, 1.05)
+        # Optuna minimises every objective: negate accuracy.
+        loss = np.column_stack([-pts[:, 0], pts[:, 1]])
+        loss = loss[(pts[:, 0] > ref[0]) & (pts[:, 1] < ref[1])]
+        expected = compute_hypervolume(loss, np.array([-ref[0], ref[1]]))
+        assert hypervolume_2d(map(tuple, pts), ref) == pytest.approx(expected, rel=1e-12)
+    assert hypervolume_2d([(0.5, 1.0), (0.9, 1.5)], (0.0, 2.0)) == pytest.approx(0.7)
+    assert hypervolume_2d([(0.5, 3.0)], (0.0, 2.0)) == 0.0
+
+
+def test_containment_means_no_faster():
+    assert no_slower(SMALL, BIG) and not no_slower(BIG, SMALL)
+    assert not no_slower(SMALL, OTHER)
+    assert not no_slower(SMALL, _cand(1.0, BIG.to_dict()["stages"], precision="int8"))
+    assert no_slower(SMALL, _cand(sparsity=0.5))
+    # Where the device skips zeros, a sparser network may be faster.
+    assert not no_slower(SMALL, _cand(sparsity=0.5), sparse_kernels=True)
+
+
+def test_rule_aborts_only_when_a_contained_trial_is_out_of_reach():
+    rule = EarlyStopRule(margin=0.02, min_finished=10)
+    assert rule.max_gain(HISTORY, 1) == pytest.approx(0.10)
+    # Best case 0.70 + 0.10 + 0.02 = 0.82 < 0.90, reached by SMALL inside BIG: aborted.
+    assert "reached 0.900" in rule.reason(1, 0.70, BIG, HISTORY)
+    # Best case 0.79 + 0.10 + 0.02 = 0.91 > 0.90: kept.
+    assert rule.reason(1, 0.79, BIG, HISTORY) is None
+    # Nothing contained in it finished: kept, however poor.
+    assert rule.reason(1, 0.10, OTHER, HISTORY) is None
+    # Too little history: never abort.
+    assert rule.reason(1, 0.10, BIG, HISTORY[:9]) is None
+    # A --min-accuracy it cannot reach, even with nothing to compare with.
+    why = rule.reason(2, 0.80, OTHER, HISTORY, min_accuracy=0.9)
+    assert why is not None and "min-accuracy" in why
+
+
+def test_watcher_records_the_curve_and_prunes_through_optuna():
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for h in HISTORY:
+        study.add_trial(create_trial(values=[h.accuracy, 1.0], user_attrs={
+            CURVE_ATTR: list(h.curve), "candidate": h.candidate.to_dict()}))
+    trial = study.ask()
+    watch = epoch_watcher(trial, BIG, EarlyStopRule())
+    watch(1, 0.85)  # best case 0.97: keeps training
+    with pytest.raises(optuna.TrialPruned):
+        watch(2, 0.50)  # best case 0.57 < 0.90
+    attrs = study.trials[-1].user_attrs
+    assert attrs[CURVE_ATTR] == [0.85, 0.5] and attrs[ABORT_ATTR]["epoch"] == 2
+
+
+def test_epoch_callback_does_not_change_training():
+    from edgeshrink.spaces.blocks import build_student
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(128, 1, 16, 16, generator=gen), torch.randint(0, 10, (128,), generator=gen)
+    teacher = torch.randn(128, 10, generator=gen)
+    settings = TrainSettings(batch_size=32)
+    states, seen = [], []
+    for watch in (False, True):
+        torch.manual_seed(0)
+        model = build_student(SMALL, 1, 10)
+
+        def callback(epoch: int, model=model) -> None:  # as the pipeline does: eval mode
+            seen.append((epoch, model_accuracy(model, x, y)))
+
+        loss = train_distilled(model, x, y, teacher, epochs=2, settings=settings,
+                               temperature=4.0, alpha=0.5, seed=1,
+                               after_epoch=callback if watch else None)
+        states.append((loss, {k: v.clone() for k, v in model.state_dict().items()}))
+    assert [e for e, _ in seen] == [1, 2] and all(0 <= a <= 1 for _, a in seen)
+    assert states[0][0] == states[1][0]
+    for k, v in states[0][1].items():
+        assert torch.equal(v, states[1][1][k]), k
