@@ -136,7 +136,8 @@ def extra_workers(opts: SearchOptions, run_dir: Path,
 
         threads = threads_per_worker(jobs)
         torch.set_num_threads(threads)
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        # Unbuffered: a worker killed mid-trial still leaves its log lines behind.
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONUNBUFFERED": "1"}
         if opts.storage:
             env[STORAGE_ENV] = opts.storage
         log_dir = run_dir / "workers"
