@@ -44,9 +44,9 @@ def show_text(name_or_path: str) -> str:
     if p.storage_bytes:
         mem.append(f"storage for weights {p.storage_bytes:,} B")
     overhead = f"{p.per_layer_us:g} us per layer, {p.per_inference_us:g} us per inference"
-    extra = {k: v for k, v in p.per_layer_us_by_precision.items()}
-    if extra:
-        overhead += " (" + ", ".join(f"{k}: {v:g} us per layer" for k, v in extra.items()) + ")"
+    if p.per_layer_us_by_precision:
+        overhead += " (" + ", ".join(f"{k}: {v:g} us per layer"
+                                     for k, v in p.per_layer_us_by_precision.items()) + ")"
     eff = ", ".join(f"{c} {v:g}" for c, v in p.efficiency.items())
     lines = [
         f"{p.name}: {p.description}",

@@ -32,8 +32,7 @@ class DeviceLatency:
     device_weight_bytes: int | None = None
     peak_activation_bytes: int | None = None
     memory_problems: tuple[str, ...] = field(default_factory=tuple)
-    # Largest use of a limited memory as a share of it, minus 1: > 0 means it does not fit.
-    memory_overflow: float | None = None
+    memory_overflow: float | None = None  # see Prediction.memory_overflow
 
 
 def _measured(path: Path, sample: np.ndarray, profile: Profile,
@@ -46,13 +45,11 @@ def _measured(path: Path, sample: np.ndarray, profile: Profile,
 def _predicted(path: Path, sample: np.ndarray, profile: Profile,
                gauge: Gauge | None) -> DeviceLatency:
     p = predict_latency(path, profile)
-    uses = [p.weight_bytes / profile.storage_bytes] if profile.storage_bytes else []
-    uses += [p.peak_activation_bytes / profile.ram_bytes] if profile.ram_bytes else []
     return DeviceLatency(
         "predicted", p.total_ms, p.total_ms, p.total_ms, layer_ms=p.layer_ms(),
         energy_mj=p.energy_mj, device_weight_bytes=p.weight_bytes,
         peak_activation_bytes=p.peak_activation_bytes, memory_problems=p.memory_problems,
-        memory_overflow=max(uses) - 1.0 if uses else None,
+        memory_overflow=p.memory_overflow,
     )
 
 

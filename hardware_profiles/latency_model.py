@@ -45,6 +45,9 @@ class Prediction:
     energy_mj: float | None
     fits_memory: bool
     memory_problems: tuple[str, ...]
+    # Largest use of a limited memory as a share of it, minus 1 (> 0: does not fit); None when
+    # the device has no memory limits.
+    memory_overflow: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,12 +100,16 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         if profile.has_energy:
             energy_pj += (eff_macs * profile.pj_per_mac.get(layer.precision, 0.0)
                           + moved * profile.pj_per_byte)
-    problems = []
-    if profile.storage_bytes is not None and weight_bytes > profile.storage_bytes:
-        problems.append(f"weights need {weight_bytes:,.0f} B of {profile.storage_bytes:,} B "
-                        "storage")
-    if profile.ram_bytes is not None and peak_act > profile.ram_bytes:
-        problems.append(f"activations need {peak_act:,.0f} B of {profile.ram_bytes:,} B RAM")
+    problems, uses = [], []
+    if profile.storage_bytes is not None:
+        uses.append(weight_bytes / profile.storage_bytes)
+        if weight_bytes > profile.storage_bytes:
+            problems.append(f"weights need {weight_bytes:,.0f} B of {profile.storage_bytes:,} B "
+                            "storage")
+    if profile.ram_bytes is not None:
+        uses.append(peak_act / profile.ram_bytes)
+        if peak_act > profile.ram_bytes:
+            problems.append(f"activations need {peak_act:,.0f} B of {profile.ram_bytes:,} B RAM")
     return Prediction(
         profile=profile.name,
         total_ms=sum(t.ms for t in times) + profile.per_inference_us / 1e3,
@@ -112,6 +119,7 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         energy_mj=energy_pj * 1e-9 if profile.has_energy else None,
         fits_memory=not problems,
         memory_problems=tuple(problems),
+        memory_overflow=max(uses) - 1.0 if uses else None,
     )
 
 
