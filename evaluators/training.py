@@ -9,12 +9,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from edgeshrink.spaces.distillation import distillation_loss
+from edgeshrink.spaces.distillation import HintRegressor, distillation_loss, hint_loss
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 
 class TrainingDiverged(EdgeshrinkError):
     """The loss became NaN or infinite; the trial is recorded as failed with this message."""
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Feature distillation for one training run: the teacher's maps, per training image."""
+
+    targets: torch.Tensor  # [N, C, g, g], aligned with the training images
+    weight: float
+    layer: str = "blocks"  # the student's module whose output takes the hint
 
 
 @dataclass(frozen=True)
@@ -48,19 +57,34 @@ def train_distilled(
     seed: int = 0,
     lr: float | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    hint: Hint | None = None,
 ) -> float:
     """Train in place with AdamW and a cosine schedule; returns the last epoch's mean loss.
 
-    With ``teacher_logits`` None (or alpha 0) this is plain cross-entropy training.
+    With ``teacher_logits`` None (or alpha 0) this is plain cross-entropy training. A ``hint``
+    adds the FitNets loss on the output of ``model.<hint.layer>``; its regressor is trained
+    alongside and discarded, so the model's architecture is unchanged.
     ``after_epoch(epoch)`` (1-based) may look at the model or raise to stop early; it draws no
     random numbers and the model is put back in training mode, so training is unchanged by it.
     """
     if epochs <= 0:
         return float("nan")
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=lr or settings.lr, weight_decay=settings.weight_decay
-    )
+    params = list(model.parameters())
+    captured: list[torch.Tensor] = []
+    handle = regressor = None
+    if hint is not None and hint.weight > 0:
+        layer = getattr(model, hint.layer)
+        handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        with torch.no_grad():
+            was_training = model.training
+            model.eval()
+            model(x[:1])
+            model.train(was_training)
+        regressor = HintRegressor(captured.pop().shape[1], hint.targets.shape[1],
+                                  hint.targets.shape[-1])
+        params += list(regressor.parameters())
+    opt = torch.optim.AdamW(params, lr=lr or settings.lr, weight_decay=settings.weight_decay)
     steps = epochs * math.ceil(len(x) / settings.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     ce = nn.CrossEntropyLoss()
@@ -74,6 +98,8 @@ def train_distilled(
                 loss = ce(logits, y[idx])
             else:
                 loss = distillation_loss(logits, teacher_logits[idx], y[idx], temperature, alpha)
+            if regressor is not None:
+                loss = loss + hint.weight * hint_loss(captured.pop(), hint.targets[idx], regressor)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"training diverged: loss became {loss.item()}")
             opt.zero_grad(set_to_none=True)
@@ -85,7 +111,10 @@ def train_distilled(
         mean_loss = total / count
         if after_epoch is not None:
             after_epoch(epoch)
+            captured.clear()  # the callback's own forward passes are not hint inputs
             model.train()
+    if handle is not None:
+        handle.remove()
     model.eval()
     return mean_loss
 
