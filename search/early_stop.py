@@ -44,18 +44,26 @@ class Finished:
 def no_slower(small: Candidate, big: Candidate, sparse_kernels: bool = False) -> bool:
     """True if ``small``'s network is contained in ``big``'s, so it cannot be slower.
 
-    With ``sparse_kernels`` (a device that skips zeros) it must also be at least as sparse.
+    Precisions must agree stage by stage. Channel pruning removes channels on any device, so
+    then both must use it and ``small`` be at least as sparse; with ``sparse_kernels`` (a device
+    that skips zeros) the same holds for every pruning method.
     """
     if (small.precision != big.precision or small.width_mult > big.width_mult
+            or small.act_symmetric != big.act_symmetric
             or len(small.stages) != len(big.stages)
             or (small.input_resolution, small.stem_channels, small.head_channels)
             != (big.input_resolution, big.stem_channels, big.head_channels)):
         return False
-    if sparse_kernels and small.sparsity < big.sparsity:
+    if any(small.precision_of_stage(i) != big.precision_of_stage(i)
+           for i in range(len(small.stages))):
+        return False
+    removes_work = "channel" in (small.pruning, big.pruning) or sparse_kernels
+    if removes_work and (small.pruning != big.pruning or small.sparsity < big.sparsity):
         return False
     return all(
-        a.block == b.block and (a.stride, a.channels) == (b.stride, b.channels)
+        a.block == b.block and (a.stride, a.channels, a.act) == (b.stride, b.channels, b.act)
         and a.kernel <= b.kernel and a.expansion <= b.expansion and a.depth <= b.depth
+        and a.se <= b.se
         for a, b in zip(small.stages, big.stages, strict=True)
     )
 

@@ -54,6 +54,19 @@ def test_containment_means_no_faster():
     assert no_slower(SMALL, _cand(sparsity=0.5))
     # Where the device skips zeros, a sparser network may be faster.
     assert not no_slower(SMALL, _cand(sparsity=0.5), sparse_kernels=True)
+    # Squeeze-excitation adds work: a block without it fits inside one with it, not the reverse.
+    se_small = _cand(blocks=("ds_k3_se_r1_s1_c16", "ir_k3_e3_r1_s2_c24"))
+    se_big = _cand(1.0, ("ds_k5_se_r2_s1_c16", "ir_k5_e6_se_r1_s2_c24"))
+    assert no_slower(SMALL, se_big) and no_slower(se_small, se_big)
+    assert not no_slower(se_small, BIG)
+    assert not no_slower(SMALL, _cand(1.0, ("ds_k5_hs_r2_s1_c16", "ir_k5_e6_hs_r1_s2_c24")))
+    # Channel pruning removes channels on any device: only a more pruned network is contained.
+    pruned = Candidate.from_dict({**BIG.to_dict(), "pruning": "channel", "sparsity": 0.5})
+    assert not no_slower(SMALL, pruned)
+    assert no_slower(Candidate.from_dict({**SMALL.to_dict(), "pruning": "channel",
+                                          "sparsity": 0.6}), pruned)
+    mixed = Candidate.from_dict({**BIG.to_dict(), "stage_precisions": ["int8", "fp32"]})
+    assert not no_slower(SMALL, mixed)
 
 
 def test_rule_aborts_only_when_a_contained_trial_is_out_of_reach():
