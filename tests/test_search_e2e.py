@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.reports.frame import pareto_mask
 from edgeshrink.search.runner import SearchOptions, run_search
+from edgeshrink.spaces.candidate import Candidate
 
 TINY = dict(epochs=2, finetune_epochs=1, progress=False)
 
@@ -43,7 +44,9 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         # int8 artifacts really are quantized graphs; fp32 ones are not.
         with open(artifact, "rb") as fh:
             text = fh.read()
-        assert (b"QuantizeLinear" in text) == (t.params["precision"] == "int8")
+        cand = Candidate.from_dict(t.user_attrs["candidate"])
+        quantized = {cand.precision, *cand.stage_precisions} & {"int8", "int4"}
+        assert (b"QuantizeLinear" in text) == bool(quantized)
 
 
 def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
@@ -64,7 +67,7 @@ def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
     with open(run_dir / "trials.csv") as fh:
         header = next(csv.reader(fh))
     for col in ("accuracy", "latency_ms", "size_bytes", "state", "sparsity", "precision",
-                "stage0_block", "width_mult", "temperature", "alpha"):
+                "stage0_type", "width_mult", "temperature", "alpha"):
         assert col in header
     html = (run_dir / "report.html").read_text()
     assert "plotly" in html and complete[0].user_attrs["arch"] in html

@@ -5,6 +5,22 @@ from edgeshrink.spaces import Candidate, EdgeshrinkError, format_arch, load_spac
 from edgeshrink.spaces.blocks import BLOCKS, build_student
 from edgeshrink.spaces.space import parse_space
 
+# The schema-1 default space (block tokens): this form must keep loading and sampling as before.
+TOKEN_SPACE = {
+    "stages": [{"channels": 16, "stride": 1}, {"channels": 24, "stride": 2},
+               {"channels": 32, "stride": 2}, {"channels": 64, "stride": 1}],
+    "choices": {
+        "block": ["ir_k3_e3", "ir_k3_e6", "ir_k5_e3", "ir_k5_e6", "ds_k3", "ds_k5"],
+        "depth": {"low": 1, "high": 2}, "width_mult": {"low": 0.5, "high": 1.0, "step": 0.25},
+        "temperature": {"low": 1.0, "high": 8.0}, "alpha": {"low": 0.0, "high": 0.9},
+        "sparsity": {"low": 0.0, "high": 0.8, "step": 0.05}, "precision": ["fp32", "int8"],
+    },
+}
+
+
+def _token_space():
+    return parse_space(TOKEN_SPACE, "token_space.yaml")
+
 
 def _params(space, block="ir_k5_e6", depth=2, **over):
     p = {f"stage{i}_block": block for i in range(len(space.stage_skeleton))}
@@ -14,7 +30,7 @@ def _params(space, block="ir_k5_e6", depth=2, **over):
 
 
 def test_arch_string_round_trips():
-    space = load_space()
+    space = _token_space()
     cand = space.candidate_from_params(_params(space, block="ds_k3", depth=1))
     text = cand.arch
     assert text == "w0.75:ds_k3_r1_s1_c16,ds_k3_r1_s2_c24,ds_k3_r1_s2_c32,ds_k3_r1_s1_c64"
@@ -22,7 +38,7 @@ def test_arch_string_round_trips():
 
 
 def test_candidate_json_round_trip_is_lossless():
-    space = load_space()
+    space = _token_space()
     cand = space.candidate_from_params(_params(space))
     assert Candidate.from_json(cand.to_json()) == cand
 
@@ -35,7 +51,7 @@ def test_bad_arch_string_is_named(bad):
 
 @pytest.mark.parametrize("block", ["ir_k3_e3", "ir_k5_e6", "ds_k3", "ds_k5"])
 def test_every_block_builds_and_runs(block):
-    space = load_space()
+    space = _token_space()
     cand = space.candidate_from_params(_params(space, block=block))
     model = build_student(cand, in_channels=1, num_classes=10).eval()
     out = model(torch.zeros(2, 1, 16, 16))
@@ -44,7 +60,7 @@ def test_every_block_builds_and_runs(block):
 
 
 def test_residual_only_where_shapes_match():
-    space = load_space()
+    space = _token_space()
     cand = space.candidate_from_params(_params(space, block="ir_k3_e3", depth=2, width_mult=1.0))
     model = build_student(cand, 1, 10)
     skips = [b.has_skip for b in model.blocks]
