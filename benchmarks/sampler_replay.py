@@ -59,7 +59,7 @@ def _values(dist: Any) -> list[Any]:
     if isinstance(dist, Categorical):
         return list(dist.choices)
     if isinstance(dist, IntRange):
-        return list(range(dist.low, dist.high + 1))
+        return list(range(dist.low, dist.high + 1, dist.step))
     if isinstance(dist, FloatRange) and dist.low == dist.high:
         return [dist.low]
     if isinstance(dist, FloatRange) and dist.step:
