@@ -6,7 +6,11 @@ turns these into time on a profile; the graph is read as a deployment runtime wo
 
 - QuantizeLinear / DequantizeLinear pairs of a QDQ graph are fused into the int8 kernels they
   surround, so they cost nothing themselves; a node whose weights come through a
-  DequantizeLinear of int8 data runs at int8.
+  DequantizeLinear of int8 (int4) data runs at int8 (int4); a weight-less node runs at int8 when
+  it reads a DequantizeLinear and its output is quantized again.
+- fp16 simulated on an fp32 host (``spaces.fp16_simulation``): weights stored as fp16 and Cast to
+  float run at fp16, as do nodes reading an activation rounded to fp16 (Cast to fp16 and back);
+  those Casts are free, and an activation after a rounded conv still fuses into it.
 - An activation (Relu, Clip, ...) directly after a convolution or matmul is fused into it.
 - Shape-only nodes (Flatten, Reshape, Constant, ...) move no data and cost nothing.
 """
@@ -105,6 +109,26 @@ def _through_qdq(node: onnx.NodeProto | None, producer: dict) -> str | None:
     return None if src is None else OP_CLASSES.get(src.op_type)
 
 
+def _cast_to(node: onnx.NodeProto) -> int:
+    return next((a.i for a in node.attribute if a.name == "to"), 0)
+
+
+def _is_fp16_rounding(node: onnx.NodeProto | None, producer: dict) -> bool:
+    """Whether ``node`` is the Cast back to float of a Cast to fp16 (an fp16-rounded tensor)."""
+    if node is None or node.op_type != "Cast" or _cast_to(node) != onnx.TensorProto.FLOAT:
+        return False
+    inner = producer.get(node.input[0])
+    return (inner is not None and inner.op_type == "Cast"
+            and _cast_to(inner) == onnx.TensorProto.FLOAT16)
+
+
+def _behind_rounding(node: onnx.NodeProto | None, producer: dict) -> onnx.NodeProto | None:
+    """The node that made a tensor, looking through an fp16 rounding pair."""
+    if _is_fp16_rounding(node, producer):
+        return producer.get(producer[node.input[0]].input[0])
+    return node
+
+
 def _conv_class(weight_shape: tuple[int, ...], group: int) -> str:
     if group > 1 and weight_shape[1] == 1:
         return "depthwise"
@@ -129,6 +153,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
     inits = {t.name: t for t in graph.initializer}
     shapes = _with_batch_one(model)
     producer = {out: node for node in graph.node for out in node.output}
+    quantized = {q.input[0] for q in graph.node if q.op_type == "QuantizeLinear"}
 
     def weight_of(name: str) -> tuple[np.ndarray | None, str]:
         """Weights behind an input, following a DequantizeLinear; and their storage precision."""
@@ -137,6 +162,9 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             prec = "fp16" if t.data_type in _FP16_TYPES else "fp32"
             return numpy_helper.to_array(t), prec
         node = producer.get(name)
+        if (node is not None and node.op_type == "Cast" and node.input[0] in inits
+                and inits[node.input[0]].data_type in _FP16_TYPES):
+            return numpy_helper.to_array(inits[node.input[0]]), "fp16"  # fp16, cast for the host
         if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in inits:
             t = inits[node.input[0]]
             prec = ("int4" if t.data_type in _INT4_TYPES
@@ -144,9 +172,11 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             return numpy_helper.to_array(t), prec
         return None, "fp32"
 
-    def activation_precision(name: str) -> str:
-        node = producer.get(name)
-        return "int8" if node is not None and node.op_type == "DequantizeLinear" else "fp32"
+    def activation_precision(node: onnx.NodeProto) -> str:
+        srcs = [producer.get(i) for i in node.input if i and i not in inits]
+        if srcs and all(s is not None and s.op_type == "DequantizeLinear" for s in srcs):
+            return "int8" if quantized & set(node.output) else "fp32"
+        return "fp16" if srcs and _is_fp16_rounding(srcs[0], producer) else "fp32"
 
     elements = {name: int(np.prod(dims)) if dims else 1 for name, dims in shapes.items()}
     layers: list[Layer] = []
@@ -155,7 +185,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
         if op in FREE_OPS or op not in OP_CLASSES:
             continue
         if op in FUSABLE_ACTIVATIONS:
-            src = producer.get(node.input[0])
+            src = _behind_rounding(producer.get(node.input[0]), producer)
             if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
             if op in QDQ_FOLDED_ACTIVATIONS and _through_qdq(src, producer) in ("conv",
@@ -167,7 +197,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
         macs, w_elems, density, two_four = 0, 0, 1.0, False
         c_in = c_out = 0
         op_class = OP_CLASSES[op]
-        precision = activation_precision(node.input[0]) if node.input else "fp32"
+        precision = activation_precision(node)
         if op in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
             w, w_prec = weight_of(node.input[1])
             act_in = [node.input[0]]
@@ -175,7 +205,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
                 w_elems = int(w.size)
                 density = float(np.count_nonzero(w)) / max(1, w.size)
                 two_four = _is_2to4(w) and density <= 0.5
-                precision = w_prec if w_prec != "fp32" else precision
+                precision = w_prec  # float weights: a float layer, whatever its input
                 if op == "Conv":
                     group = next((a.i for a in node.attribute if a.name == "group"), 1)
                     op_class = _conv_class(w.shape, group)
