@@ -28,6 +28,7 @@ import optuna
 import torch
 from scipy.stats import spearmanr
 
+from edgeshrink.evaluators.compact_onnx import compact_tensor_names
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.hardware_profiles.calibrate import (
@@ -41,9 +42,17 @@ from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.blocks import build_student
-from edgeshrink.spaces.pruning import PRUNING_METHODS, make_permanent
-from edgeshrink.spaces.quantization import quantize
+from edgeshrink.spaces.bn_folding import fold_batchnorm
+from edgeshrink.spaces.precision_plan import plan_for
+from edgeshrink.spaces.pruning import PruneContext, prune_model
+from edgeshrink.spaces.quantization import quantize_with_plan
 from edgeshrink.spaces.space import load_space
+
+
+def _loss(data):
+    """Cross-entropy on a few training images: the gradients Taylor importance ranks by."""
+    x, y = data.train.x[:128], data.train.y[:128]
+    return lambda model: torch.nn.functional.cross_entropy(model(x), y)
 
 
 def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
@@ -59,12 +68,19 @@ def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
         for i in range(args.models):
             cand = suggest_candidate(study.ask(), space)
             model = build_student(cand, data.in_channels, data.num_classes).eval()
-            if cand.sparsity > 0:
-                PRUNING_METHODS["global_magnitude"](model, cand.sparsity)
-                make_permanent(model)
+            # Compressed as a trial is (no training: latency does not depend on the values).
+            prune_model(model, cand.pruning, cand.sparsity, cand.importance,
+                        PruneContext(example_input=data.train.x[:1], loss_fn=_loss(data),
+                                     steps=1, round_to=host.block_for(cand.precision)))
+            plan = plan_for([cand.precision_of_stage(s) for s in model.stage_of_block],
+                            cand.precision, cand.act_symmetric)
             fp32, final = work / f"m{i}_fp32.onnx", work / f"m{i}.onnx"
-            export_onnx(model, fp32, data.in_channels, data.resolution)
-            quantize(cand.precision, fp32, final, data.train.x[:128].numpy())
+            export_onnx(fold_batchnorm(model), fp32, data.in_channels, data.resolution)
+            quantize_with_plan(fp32, final, data.train.x[:128].numpy(), plan)
+            compact_tensor_names(final)
+            kinds = set(plan.precisions)
+            kind = kinds.pop() if len(kinds) == 1 else "mixed"
+            labels.append(f"{kind} {cand.pruning} {cand.arch}")
             paths.append(final)
             labels.append(f"{cand.precision} {cand.arch}")
         # Round-robin, as in calibration: a slow spell hits one timing of many models.
@@ -122,7 +138,7 @@ def main() -> None:
     print(f"Spearman rank correlation: {rho:.3f} (target >= 0.95)")
     print(f"within +-10%: {np.mean(err <= 0.10):.0%} (target >= 90%)")
     print(f"MAPE: {err.mean():.1%} (target <= 10%); median abs error {np.median(err):.1%}")
-    for prec in ("fp32", "int8"):
+    for prec in ("fp32", "int8", "mixed"):
         sel = np.array([lb.startswith(prec) for lb in labels])
         if sel.any():
             print(f"  {prec}: {sel.sum()} models, MAPE {err[sel].mean():.1%}, "

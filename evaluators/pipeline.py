@@ -17,19 +17,26 @@ from typing import Any
 
 import torch
 
+from edgeshrink.evaluators.compact_onnx import compact_tensor_names
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
+from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.evaluators.teacher import Teacher
-from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
+from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.device_latency import device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import build_student
+from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.pruning import PRUNING_METHODS, make_permanent, weight_sparsity
-from edgeshrink.spaces.quantization import quantize
+from edgeshrink.spaces.distillation import distillation_loss
+from edgeshrink.spaces.fake_quant import finish_qat, prepare_qat, qat_bits
+from edgeshrink.spaces.precision_plan import plan_for
+from edgeshrink.spaces.pruning import PruneContext, prune_model, weight_sparsity
+from edgeshrink.spaces.quantization import quantize_with_plan
 
 ARTIFACT = "model.onnx"
 
@@ -44,6 +51,8 @@ class EvaluationResult:
     latency_method: str  # "measured" here, or "predicted" by the profile's latency model
     size_bytes: int
     size_gzip_bytes: int  # what pruning's zeros save once the file is compressed for download
+    dense_weight_bytes: int  # every weight element at its stored precision
+    sparse_weight_bytes: int  # what a sparse format (bitmask or 2:4 indices) would store
     params: int
     nonzero_params: int
     macs: int
@@ -58,6 +67,10 @@ class EvaluationResult:
     peak_activation_bytes: int | None = None
     memory_problems: list[str] = field(default_factory=list)  # why it does not fit the device
     memory_overflow: float | None = None  # > 0: does not fit (devices with memory limits)
+    pruning: dict[str, Any] = field(default_factory=dict)  # spaces.pruning.PruneReport
+    # spaces.quantization.QuantReport: per precision "native" or "simulated" on this host
+    quantization: dict[str, Any] = field(default_factory=dict)
+    hint_applied: bool = False  # feature distillation ran (the teacher exposes feature maps)
     stage_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -98,20 +111,32 @@ def evaluate_candidate(
         on_epoch(epoch, model_accuracy(model, data.val.x, data.val.y))
 
     with timer("distill"):
+        hint = None
+        if candidate.hint_weight > 0:
+            targets = teacher_hints(teacher.model, data.train.x)
+            hint = Hint(targets, candidate.hint_weight) if targets is not None else None
         train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                         epochs=settings.epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
-                        after_epoch=after_epoch if on_epoch else None)
+                        after_epoch=after_epoch if on_epoch else None, hint=hint)
     with timer("prune"):
-        if candidate.sparsity > 0:
-            PRUNING_METHODS["global_magnitude"](model, candidate.sparsity)
-            # Short fine-tune with the masks held, so the survivors recover the lost accuracy.
-            train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
-                            epochs=settings.finetune_epochs, settings=settings,
-                            temperature=candidate.temperature, alpha=candidate.alpha,
-                            seed=seed + 1, lr=settings.lr * 0.1)
-            make_permanent(model)
+        pruning = prune_model(model, candidate.pruning, candidate.sparsity, candidate.importance,
+                              _prune_context(candidate, data, teacher, profile, settings, seed))
     sparsity = weight_sparsity(model)
+    float_weights = model.state_dict()  # weights.pt: before BatchNorm folding and QAT
+    plan = plan_for([candidate.precision_of_stage(s) for s in model.stage_of_block],
+                    candidate.precision, candidate.act_symmetric)
+    with timer("qat"):
+        if candidate.qat and set(plan.precisions) & {"int8", "int4"}:
+            # Fake-quantized fine-tune on folded weights, at the grid onnxruntime then stores.
+            model = prepare_qat(model, qat_bits(model, plan), act_symmetric=candidate.act_symmetric)
+            train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
+                            epochs=max(1, settings.finetune_epochs), settings=settings,
+                            temperature=candidate.temperature, alpha=candidate.alpha,
+                            seed=seed + 100, lr=settings.lr * 0.1)
+            model = finish_qat(model)
+        else:
+            model = fold_batchnorm(model)  # what a deployment runtime does before quantizing
 
     work = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(work, ignore_errors=True)
@@ -119,19 +144,22 @@ def evaluate_candidate(
     with timer("export"):
         fp32_path = work / "model_fp32.onnx"
         export_onnx(model, fp32_path, data.in_channels, data.resolution)
-        torch.save(model.state_dict(), work / "weights.pt")
+        torch.save(float_weights, work / "weights.pt")
     with timer("quantize"):
         calib = data.train.x[: settings.calibration_samples].numpy()
-        quantize(candidate.precision, fp32_path, work / ARTIFACT, calib)
+        quant = quantize_with_plan(fp32_path, work / ARTIFACT, calib, plan)
+        compact_tensor_names(work / ARTIFACT)
     with timer("measure"):
         artifact = work / ARTIFACT
         labels = data.val.y.numpy()
         predictions = onnx_predict(artifact, data.val.x.numpy())
         accuracy = float((predictions == labels).mean())
-        latency = device_latency(artifact, data.val.x[:1].numpy(), profile, gauge)
+        latency = device_latency(artifact, data.val.x[:1].numpy(), profile, gauge,
+                                 method="predicted" if quant.simulated else None)
         stats = graph_stats(fp32_path)
         size = artifact.stat().st_size
         gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
+        sizes = weight_sizes(artifact)
     (work / "candidate.json").write_text(candidate.to_json())
     # Publish the trial's files all at once, so a crash never leaves a half-written directory.
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -146,6 +174,8 @@ def evaluate_candidate(
         latency_method=latency.method,
         size_bytes=size,
         size_gzip_bytes=gz,
+        dense_weight_bytes=sizes.dense_bytes,
+        sparse_weight_bytes=sizes.sparse_bytes,
         params=stats.params,
         nonzero_params=stats.nonzero_params,
         macs=stats.macs,
@@ -160,11 +190,39 @@ def evaluate_candidate(
         peak_activation_bytes=latency.peak_activation_bytes,
         memory_problems=list(latency.memory_problems),
         memory_overflow=latency.memory_overflow,
+        pruning=asdict(pruning),
+        quantization=asdict(quant),
+        hint_applied=hint is not None,
         stage_seconds=timer.seconds,
         versions=tool_versions(),
     )
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def _prune_context(candidate: Candidate, data: DataSplits, teacher: Teacher, profile: Profile,
+                   settings: TrainSettings, seed: int) -> PruneContext:
+    """Fine-tune after each pruning step by distillation at a tenth of the learning rate, so the
+    survivors recover; Taylor importance takes its gradients from the same loss. Channel pruning
+    keeps channel counts in multiples of the device's channel block: a pruned layer off the
+    block runs at the unaligned efficiency and can end up slower (measured: 16 on this host)."""
+    x, y, logits = data.train.x, data.train.y, teacher.train_logits
+    steps = iter(range(1, 1_000))
+
+    def finetune(model: torch.nn.Module) -> None:
+        train_distilled(model, x, y, logits, epochs=settings.finetune_epochs, settings=settings,
+                        temperature=candidate.temperature, alpha=candidate.alpha,
+                        seed=seed + next(steps), lr=settings.lr * 0.1)
+
+    def loss_fn(model: torch.nn.Module) -> torch.Tensor:
+        n = min(len(x), 4 * settings.batch_size)
+        return distillation_loss(model(x[:n]), logits[:n], y[:n], candidate.temperature,
+                                 candidate.alpha)
+
+    return PruneContext(example_input=x[:1], loss_fn=loss_fn,
+                        finetune=finetune if settings.finetune_epochs > 0 else None,
+                        steps=settings.prune_steps,
+                        round_to=profile.block_for(candidate.precision))
 
 
 class _StageTimer:

@@ -1,7 +1,8 @@
 """Weight bytes of an exported ONNX file (fp32, fp16, or QDQ int8/int4), dense and sparse.
 
 Weights are the weight and bias initializers of the compute nodes (:data:`WEIGHT_INPUTS`),
-followed through a DequantizeLinear to the stored int8/int4/int32 data. Per tensor:
+followed through a DequantizeLinear to the stored int8/int4/int32 data, or through a Cast to
+the stored fp16 data (fp16 simulated on an fp32 host). Per tensor:
 
 - ``dense_bytes``: every element at its stored precision, ``ceil(elements * bits / 8)``.
 - the sparse format a runtime would store:
@@ -117,6 +118,8 @@ def weight_sizes(model: onnx.ModelProto | Path | str) -> WeightSizes:
             if name not in inits and dq is not None and dq.op_type == "DequantizeLinear":
                 name = dq.input[0]  # the stored (int8/int4/int32) data
                 quant_params.update(i for i in dq.input[1:] if i in inits)
+            elif name not in inits and dq is not None and dq.op_type == "Cast":
+                name = dq.input[0]  # fp16 weights cast to float for an fp32 host
             if name in inits and name not in tensors:  # a shared tensor is stored once
                 tensors[name] = _tensor_size(inits[name], node, role)
     qbytes = sum(math.ceil(numpy_helper.to_array(inits[q]).size * _BITS.get(inits[q].data_type,

@@ -31,7 +31,8 @@ class TrainSettings:
     """Per-trial training budget. Batch 64 beat 256 on this 2-core CPU (measured)."""
 
     epochs: int = 5
-    finetune_epochs: int = 1
+    finetune_epochs: int = 1  # after each pruning step, and for quantization-aware training
+    prune_steps: int = 2  # iterative pruning: the target is reached in this many steps
     batch_size: int = 64
     lr: float = 0.01
     weight_decay: float = 4e-5

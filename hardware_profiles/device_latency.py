@@ -60,5 +60,7 @@ LATENCY_METHODS: dict[str, Callable[..., DeviceLatency]] = {
 
 
 def device_latency(path: Path | str, sample: np.ndarray, profile: Profile,
-                   gauge: Gauge | None = None) -> DeviceLatency:
-    return LATENCY_METHODS[profile.latency_method](Path(path), sample, profile, gauge)
+                   gauge: Gauge | None = None, method: str | None = None) -> DeviceLatency:
+    """``method`` overrides the profile's: a file whose precisions are only simulated on this
+    host (fp16, int4 weights run by fp32 kernels) is predicted even on a measured profile."""
+    return LATENCY_METHODS[method or profile.latency_method](Path(path), sample, profile, gauge)
