@@ -4,6 +4,11 @@ The study is opened once, so a missing study fails before anything is served; ev
 re-reads the same storage object, which syncs with the file or database (a JournalStorage reads
 only the log lines appended since its last read). Layout pieces and callback bodies are plain
 functions so tests can check them without a browser; :func:`make_app` only wires them up.
+
+A study with more than two objectives (``--objectives accuracy,latency,energy``) is still drawn as
+accuracy against the chosen x axis, its points coloured by the first extra objective not on that
+axis; its front (the study's ``best_trials``) is not a staircase in such a view, so no step line
+joins it, and the energy column and x axis appear wherever the study records energy.
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html
 from optuna.trial import FrozenTrial
 
-from edgeshrink.reports.frame import choice_columns, trials_frame
+from edgeshrink.reports.frame import (
+    ENERGY_COLUMN,
+    OBJECTIVES,
+    choice_columns,
+    frame_objectives,
+    trials_frame,
+)
 from edgeshrink.reports.paths import inside
 from edgeshrink.search.study import default_run_dir, load_existing_study
 from edgeshrink.spaces.errors import EdgeshrinkError
@@ -31,20 +42,22 @@ from edgeshrink.spaces.errors import EdgeshrinkError
 REFRESH_S = 3.0
 MAX_COMPARE = 3
 METRICS = (
-    "accuracy", "latency_ms", "latency_p90_ms", "size_bytes", "size_gzip_bytes",
+    "accuracy", "latency_ms", "latency_p90_ms", ENERGY_COLUMN, "size_bytes", "size_gzip_bytes",
     "params", "nonzero_params", "macs",
-)
+)  # the energy column exists only in studies that record energy: see _metrics
 LABELS = {
     "accuracy": "validation accuracy",
     "latency_ms": "latency (ms, median)",
     "latency_p90_ms": "latency (ms, p90)",
+    ENERGY_COLUMN: "energy (mJ)",
     "size_bytes": "size (bytes)",
     "size_gzip_bytes": "size gzipped (bytes)",
     "params": "parameters",
     "nonzero_params": "non-zero parameters",
     "macs": "MACs",
 }
-X_AXES = ("latency_ms", "latency_p90_ms", "size_bytes", "size_gzip_bytes", "macs")
+X_AXES = ("latency_ms", "latency_p90_ms", ENERGY_COLUMN, "size_bytes", "size_gzip_bytes",
+          "macs")
 EMPTY_TEXT = "No completed trials yet. This page re-reads the study every few seconds."
 # Status of a completed trial, as shown in the table and used to grey rows.
 FRONT, DOMINATED, INFEASIBLE, FILTERED = "front", "dominated", "infeasible", "filtered out"
@@ -114,18 +127,25 @@ def dashboard_frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
+def _metrics(frame: pd.DataFrame, names: tuple[str, ...] = METRICS) -> list[str]:
+    """The ``names`` this frame has a column for (energy only where the study records it)."""
+    return [m for m in names if m in frame.columns]
+
+
 def to_store(frame: pd.DataFrame) -> dict[str, Any]:
     """JSON-safe form for a dcc.Store (NaN and <NA> become null, numpy types plain numbers)."""
-    return {"columns": list(frame.columns),
+    return {"columns": list(frame.columns), "objectives": list(frame_objectives(frame)),
             "rows": json.loads(frame.to_json(orient="records", double_precision=15))}
 
 
 def from_store(data: dict[str, Any] | None) -> pd.DataFrame:
     if not data:
-        return pd.DataFrame(columns=["trial", "state", *METRICS, "feasible", "pareto", "arch",
+        plain = [m for m in METRICS if m != ENERGY_COLUMN]
+        return pd.DataFrame(columns=["trial", "state", *plain, "feasible", "pareto", "arch",
                                      "error", "duration_s", "reason"])
     frame = pd.DataFrame(data["rows"], columns=data["columns"])
-    for col in (*METRICS, "duration_s"):
+    frame.attrs["objectives"] = tuple(data.get("objectives", OBJECTIVES))
+    for col in (*_metrics(frame), "duration_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["trial"] = frame["trial"].astype(int)
     for col in ("feasible", "pareto"):
@@ -149,8 +169,9 @@ def trial_status(frame: pd.DataFrame, latency_budget: float | None,
     """front / dominated / infeasible / filtered out, per row (None if not completed).
 
     The front is not recomputed under the filters: a trial that passes both filters can only be
-    dominated by one that is at least as fast and as accurate, which passes them too, so the
-    study's front cut by the filters is exactly the front of what is left.
+    dominated by one that is at least as fast and as accurate (and no worse on any further
+    objective), which passes them too, so the study's front cut by the filters is exactly the
+    front of what is left.
     """
     inside = qualifies(frame, latency_budget, min_accuracy)
     done = (frame["state"] == "COMPLETE").to_numpy()
@@ -187,17 +208,33 @@ def _num(value: Any, digits: int = 4) -> str:
 
 
 def _hover(rows: pd.DataFrame) -> list[str]:
+    energy = ENERGY_COLUMN in rows.columns
     return [
         f"<b>trial {r.trial}</b> ({r.plot_status})<br>{r.arch}<br>accuracy {_num(r.accuracy)}"
-        f"<br>latency {_num(r.latency_ms)} ms<br>size {_num(r.size_bytes)} B"
+        f"<br>latency {_num(r.latency_ms)} ms"
+        + (f"<br>energy {_num(getattr(r, ENERGY_COLUMN))} mJ" if energy else "")
+        + f"<br>size {_num(r.size_bytes)} B"
         for r in rows.itertuples()
     ]
+
+
+def colour_metric(objectives: tuple[str, ...], x_metric: str) -> str:
+    """The first objective beyond accuracy and latency that is not on x; else latency when x is
+    a size or an extra objective, size otherwise."""
+    extra = [k for k in objectives if k not in (*OBJECTIVES, x_metric)]
+    if extra:
+        return extra[0]
+    on_x = x_metric.startswith("size") or x_metric in objectives[len(OBJECTIVES):]
+    return "latency_ms" if on_x else "size_bytes"
 
 
 def front_figure(frame: pd.DataFrame, latency_budget: float | None = None,
                  min_accuracy: float | None = None, x_metric: str = "latency_ms",
                  selected: int | None = None, compared: list[int] | None = None) -> go.Figure:
-    """Accuracy against ``x_metric``; colour is size (latency when x already is a size)."""
+    """Accuracy against ``x_metric``, coloured by :func:`colour_metric`.
+
+    The front is joined by a step line only when x is latency and the study has two objectives.
+    """
     fig = go.Figure()
     fig.update_layout(template="plotly_white", margin={"l": 60, "r": 20, "t": 30, "b": 50},
                       height=480, uirevision="keep-zoom", hovermode="closest",
@@ -211,7 +248,8 @@ def front_figure(frame: pd.DataFrame, latency_budget: float | None = None,
         fig.update_yaxes(visible=False)
         return fig
     done["plot_status"] = trial_status(done, latency_budget, min_accuracy)
-    colour = "latency_ms" if x_metric.startswith("size") else "size_bytes"
+    objectives = frame_objectives(frame)
+    colour = colour_metric(objectives, x_metric)
     cmin, cmax = float(done[colour].min()), float(done[colour].max())
     colour_axis = {"colorscale": "Viridis", "cmin": cmin, "cmax": max(cmax, cmin + 1e-9)}
     layers = [
@@ -228,7 +266,7 @@ def front_figure(frame: pd.DataFrame, latency_budget: float | None = None,
             rows = rows.sort_values([x_metric, "trial"])
         if "colorscale" in marker:
             marker = {**marker, "color": rows[colour].tolist()}
-        line = x_metric == "latency_ms" and status == FRONT
+        line = x_metric == "latency_ms" and status == FRONT and len(objectives) == 2
         fig.add_trace(go.Scatter(
             x=rows[x_metric].tolist(), y=rows["accuracy"].tolist(),
             customdata=rows["trial"].tolist(), name=f"{status} ({len(rows)})",
@@ -289,7 +327,8 @@ def details_children(trial: FrozenTrial | None) -> list[Any]:
         return [html.P("Click a point (or a table row) to see its details.", className="empty")]
     attrs = trial.user_attrs
     values = dict(zip(("accuracy", "latency_ms"), trial.values or (), strict=False))
-    metrics = [(LABELS[m], values.get(m, attrs.get(m))) for m in METRICS]
+    metrics = [(LABELS[m], values.get(m, attrs.get(m))) for m in METRICS
+               if m != ENERGY_COLUMN or attrs.get(m) is not None]
     metrics.append(("weight sparsity", attrs.get("weight_sparsity")))
     out: list[Any] = [
         html.H3(f"Trial {trial.number}", id="details-title"),
@@ -321,7 +360,7 @@ def comparison_children(frame: pd.DataFrame, numbers: list[int] | None) -> list[
     if len(numbers) < 2:
         return [html.P("Pick two or three trials to compare them side by side.",
                        className="empty")]
-    fields = [*METRICS, "arch", *[c for c in choice_columns(frame) if c in rows.columns]]
+    fields = [*_metrics(frame), "arch", *[c for c in choice_columns(frame) if c in rows.columns]]
     body = []
     for field in fields:
         cells = [rows.at[n, field] for n in numbers]
@@ -382,7 +421,7 @@ def latency_slider(frame: pd.DataFrame, value: float | None,
 # ---------------------------------------------------------------- app
 
 
-def _layout(title: str, refresh_s: float) -> html.Div:
+def _layout(title: str, refresh_s: float, x_axes: tuple[str, ...] = X_AXES) -> html.Div:
     return html.Div([
         html.H1(title),
         html.Div(id="counts", className="counts"),
@@ -396,7 +435,7 @@ def _layout(title: str, refresh_s: float) -> html.Div:
                                  tooltip={"placement": "bottom"})]),
             html.Div([html.Label("x axis"),
                       dcc.Dropdown(id="x-axis", value="latency_ms", clearable=False,
-                                   options=[{"label": LABELS[m], "value": m} for m in X_AXES])]),
+                                   options=[{"label": LABELS[m], "value": m} for m in x_axes])]),
         ], className="controls"),
         html.Div([
             html.Div([dcc.Graph(id="front", config={"displaylogo": False})], className="plot"),
@@ -467,7 +506,9 @@ def make_app(study_name: str, run_dir: Path | None = None, storage: str | None =
     source = StudySource(study_name, run_dir, storage)
     app = dash.Dash(__name__, title=f"edgeshrink: {study_name}", update_title=None)
     app.index_string = app.index_string.replace("{%css%}", "{%css%}<style>" + _CSS + "</style>")
-    app.layout = _layout(f"edgeshrink dashboard: {study_name}", refresh_s)
+    # An energy axis only for studies that optimize (or had already recorded) energy.
+    app.layout = _layout(f"edgeshrink dashboard: {study_name}", refresh_s,
+                         tuple(_metrics(source.frame(), X_AXES)))
 
     @app.callback(Output("trials-data", "data"), Input("refresh", "n_intervals"),
                   State("trials-data", "data"))

@@ -4,6 +4,13 @@ An export never re-creates the model: it copies the exact quantized file the sea
 re-checks that it still scores the stored validation accuracy, scores it once on the held-out
 test split (never seen by the search), and writes everything to a staging directory that is
 renamed into place only when complete, so an interrupted export leaves nothing half-written.
+
+Picking works for any number of objectives (``--objectives``); values[0] is always accuracy and
+values[1] latency. The front is the feasible front over all of them. ``--max-latency`` takes the
+most accurate trial within the budget, ties going to the lower latency, then to the lower value of
+each further objective (so the pick is on the front). ``--knee`` generalizes the chord rule, see
+:func:`knee_point`. ``--ladder`` keeps only front points that no other front point beats on both
+accuracy and latency, because its runtime selector chooses by latency alone.
 """
 
 from __future__ import annotations
@@ -11,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import secrets
 import shutil
@@ -22,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.reports.frame import pareto_mask
@@ -31,7 +38,7 @@ from edgeshrink.spaces.errors import EdgeshrinkError
 
 SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standard library
 _STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_raw_ms", "gauge_ratio",
-                   "size_bytes", "size_gzip_bytes",
+                   "energy_mj", "size_bytes", "size_gzip_bytes",
                    "params", "nonzero_params", "macs", "weight_sparsity", "threads", "profile",
                    "arch", "versions")
 
@@ -63,12 +70,21 @@ def _eligible(study: optuna.Study) -> list[FrozenTrial]:
     ]
 
 
+def _maximize(study: optuna.Study) -> list[bool]:
+    return [d == StudyDirection.MAXIMIZE for d in study.directions]
+
+
+def _loss_key(study: optuna.Study, t: FrozenTrial) -> tuple[float, ...]:
+    """Every value turned into lower-is-better: accuracy first, then latency and the rest."""
+    return tuple(-v if up else v for v, up in zip(t.values, _maximize(study), strict=True))
+
+
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The feasible front, fastest first."""
+    """The feasible front over all the study's objectives, fastest first."""
     trials = _eligible(study)
     if not trials:
         return []
-    mask = pareto_mask([t.values for t in trials])
+    mask = pareto_mask([t.values for t in trials], _maximize(study))
     return sorted((t for t, m in zip(trials, mask, strict=True) if m),
                   key=lambda t: (t.values[1], -t.values[0]))
 
@@ -111,44 +127,54 @@ def pick_under_latency(study: optuna.Study, budget_ms: float) -> Pick:
             f"no trial meets {budget_ms:g} ms; the closest is {_describe(closest)}: "
             f"export it with --trial {closest.number} or raise --max-latency"
         )
-    best = max(fitting, key=lambda t: (t.values[0], -t.values[1]))
+    best = min(fitting, key=lambda t: _loss_key(study, t))
     return Pick(best, f"most accurate within {budget_ms:g} ms")
 
 
-def knee_index(accuracy: np.ndarray, latency: np.ndarray) -> int:
-    """Index of the knee of a front: the point farthest above the chord between its ends.
+def knee_point(points: np.ndarray, maximize: list[bool] | tuple[bool, ...]) -> int:
+    """Index of the knee of a front of any number of objectives.
 
-    Both axes are scaled to [0, 1] over the front first, so the unit of latency does not matter.
-    With fewer than three points (no chord to rise above) or no point above the chord, the point
-    closest to the ideal corner (best accuracy, lowest latency) is taken instead; for two points
-    that is a tie, which goes to the more accurate one.
+    Each objective is scaled to a loss in [0, 1] over the front (0 = the front's best), so units
+    do not matter. The reference hyperplane passes through the extreme points, the best point on
+    each objective (ties to the lowest sum of the other losses); for two objectives it is the
+    chord between the front's ends. Where the extremes are fewer than the objectives (the
+    fastest point is also the most frugal), the plane is the least-squares one through them
+    (minimum-norm ``w`` with ``w . e = 1``), which weighs the objectives they share equally. The
+    knee is the point farthest beyond that plane towards the ideal corner. When no point lies
+    beyond it (fewer than three points, or a concave front), the point closest to the ideal
+    corner is taken instead, ties going to the more accurate (first objective).
     """
-    acc = np.asarray(accuracy, dtype=float)
-    lat = np.asarray(latency, dtype=float)
+    pts = np.asarray(points, dtype=float).reshape(-1, len(maximize))
+    loss = np.where(np.asarray(maximize, dtype=bool), -pts, pts)
+    span = loss.max(axis=0) - loss.min(axis=0)
+    scaled = np.where(span > 0, (loss - loss.min(axis=0)) / np.where(span > 0, span, 1.0), 0.0)
+    rest = scaled.sum(axis=1, keepdims=True) - scaled
+    extremes = np.unique(scaled[[int(np.lexsort((rest[:, j], scaled[:, j]))[0])
+                                 for j in range(scaled.shape[1])]], axis=0)
+    w = np.linalg.pinv(extremes) @ np.ones(len(extremes))
+    norm = float(np.linalg.norm(w))
+    if len(pts) >= 3 and norm > 0:
+        rise = (1.0 - scaled @ w) / norm  # signed distance; positive = towards the ideal corner
+        if rise.max() > 1e-12:
+            return int(np.argmax(rise))
+    return int(np.lexsort((scaled[:, 0], np.round(np.linalg.norm(scaled, axis=1), 12)))[0])
 
-    def scale(v: np.ndarray) -> np.ndarray:
-        span = v.max() - v.min()
-        return (v - v.min()) / span if span > 0 else np.zeros_like(v)
 
-    a, lt = scale(acc), scale(lat)
-    if len(acc) >= 3:
-        lo, hi = int(np.argmin(lat)), int(np.argmax(lat))
-        da, dl = a[hi] - a[lo], lt[hi] - lt[lo]
-        norm = math.hypot(da, dl)
-        if norm > 0:
-            # Signed distance from the chord; positive = more accurate than the chord predicts.
-            rise = (dl * (a - a[lo]) - da * (lt - lt[lo])) / norm
-            if rise.max() > 1e-12:
-                return int(np.argmax(rise))
-    # Ties (always the case for two points) go to the more accurate point.
-    return int(np.lexsort((-acc, np.round(np.hypot(1.0 - a, lt), 12)))[0])
+def knee_index(accuracy: np.ndarray, latency: np.ndarray) -> int:
+    """Knee of an (accuracy, latency) front: the point farthest above the chord between its ends.
+
+    With fewer than three points or no point above the chord, the point closest to the ideal
+    corner (best accuracy, lowest latency); for two points that is a tie, which goes to the more
+    accurate one. :func:`knee_point` with two objectives.
+    """
+    return knee_point(np.column_stack([accuracy, latency]), (True, False))
 
 
 def pick_knee(study: optuna.Study) -> Pick:
     front = pareto_trials(study)
     if not front:
         raise EdgeshrinkError(f"study {study.study_name!r} has no completed feasible trials yet")
-    i = knee_index(np.array([t.values[0] for t in front]), np.array([t.values[1] for t in front]))
+    i = knee_point(np.array([t.values for t in front]), _maximize(study))
     return Pick(front[i], f"knee of the {len(front)}-point front")
 
 
@@ -159,6 +185,9 @@ def ladder_trials(study: optuna.Study, k: int) -> list[FrozenTrial]:
     front = pareto_trials(study)
     if not front:
         raise EdgeshrinkError(f"study {study.study_name!r} has no completed feasible trials yet")
+    if len(study.directions) > 2:  # the selector picks by latency: drop what it never would
+        keep = pareto_mask([t.values[:2] for t in front])
+        front = [t for t, m in zip(front, keep, strict=True) if m]
     if len(front) <= k:
         return front
     log_lat = np.log([t.values[1] for t in front])
@@ -237,6 +266,7 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     from edgeshrink.evaluators.onnx_eval import onnx_predict
     from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.spaces.blocks import build_student
+    from edgeshrink.spaces.pruned_state import load_pruned_state_dict
 
     source = _artifact_dir(trial, run_dir)
     setup = _study_setup(study)
@@ -260,7 +290,7 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
         )
     # Proof 2: the weights load safely and fit the architecture in the recipe.
     state = torch.load(stage / "weights.pt", weights_only=True)
-    build_student(candidate, data.in_channels, data.num_classes).load_state_dict(state)
+    load_pruned_state_dict(build_student(candidate, data.in_channels, data.num_classes), state)
     # The held-out test split, which the search never sees.
     test_pred = onnx_predict(stage / "model.onnx", data.test.x.numpy())
     test_acc = float((test_pred == data.test.y.numpy()).mean())
@@ -327,6 +357,8 @@ def export_ladder(study: optuna.Study, k: int, out_dir: Path | str, *,
             rungs.append({"trial": trial.number, "accuracy": r.val_accuracy,
                           "test_accuracy": r.test_accuracy, "latency_ms": trial.values[1],
                           "size_bytes": trial.user_attrs.get("size_bytes"),
+                          **({"energy_mj": trial.user_attrs["energy_mj"]}
+                             if "energy_mj" in trial.user_attrs else {}),
                           "model": f"{name}/model.onnx"})
         ladder = {"study": study.study_name, "profile": _study_setup(study)["profile"],
                   "rungs": rungs}
@@ -349,6 +381,8 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
                                   f"{metrics.get('latency_p90_ms', float('nan')):.4f} ms on "
                                   f"profile `{setup['profile']}`, batch 1, "
                                   f"{metrics.get('threads', 1)} thread(s)"),
+        *([("energy per inference", f"{metrics['energy_mj']:.4g} mJ (predicted)")]
+          if metrics.get("energy_mj") is not None else []),
         ("file size", f"{metrics.get('size_bytes', 0):,} bytes "
                       f"({metrics.get('size_gzip_bytes', 0):,} gzipped)"),
         ("parameters (non-zero)", f"{metrics.get('params', 0):,} "
@@ -360,9 +394,9 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
 
 A {candidate.precision} MobileNet-style network, `{candidate.arch}`, found by edgeshrink
 (picked: {metrics['picked']}). It was distilled from {teacher} (temperature
-{candidate.temperature:g}, alpha {candidate.alpha:g}), magnitude-pruned to {candidate.sparsity:.0%}
-of its weights, and exported to ONNX{" with int8 static quantization" if candidate.precision ==
-"int8" else ""}. `model.onnx` is the exact file whose accuracy and latency were measured.
+{candidate.temperature:g}, alpha {candidate.alpha:g}{_hint_text(candidate)}),
+{_pruning_text(candidate)}, and exported to ONNX {_precision_text(candidate)}.
+`model.onnx` is the exact file whose accuracy and latency were measured.
 
 | metric | value |
 |---|---|
@@ -385,7 +419,42 @@ print(logits.argmax(axis=1))
 ## Files
 
 - `model.onnx`: the deployable model. `weights.pt`: the PyTorch state dict
-  (`torch.load("weights.pt", weights_only=True)`), before quantization.
+  (`torch.load("weights.pt", weights_only=True)`), before quantization; after channel pruning
+  load it with `edgeshrink.spaces.pruned_state.load_pruned_state_dict(build_student(...), state)`.
 - `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
 - `metrics.json`: all metrics, tool versions and where it came from.
 """
+
+
+_PRUNING_TEXT = {
+    "global_magnitude": "magnitude-pruned to {s:.0%} of its weights (one global threshold)",
+    "layer_magnitude": "magnitude-pruned to {s:.0%} of the weights of every layer",
+    "channel": "channel-pruned ({s:.0%} of the channels removed, {i} importance)",
+    "semi_2_4": "pruned to the 2:4 semi-structured pattern (2 of every 4 weights zero)",
+}
+
+
+def _pruning_text(candidate: Candidate) -> str:
+    if candidate.sparsity == 0 and candidate.pruning != "semi_2_4":
+        return "not pruned"
+    return _PRUNING_TEXT[candidate.pruning].format(s=candidate.sparsity, i=candidate.importance)
+
+
+def _precision_text(candidate: Candidate) -> str:
+    stages = candidate.stage_precisions
+    if not stages or set(stages) == {candidate.precision}:
+        kind = candidate.precision
+    else:
+        kind = f"mixed precision (stages {', '.join(stages)}; stem and head {candidate.precision})"
+    extra = []
+    if {candidate.precision, *stages} & {"int8", "int4"}:
+        extra.append("symmetric" if candidate.act_symmetric else "asymmetric")
+        extra[-1] += " int8 activations"
+        if candidate.qat:
+            extra.append("quantization-aware fine-tuning")
+    return f"at {kind}" + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _hint_text(candidate: Candidate) -> str:
+    return f", feature hints weight {candidate.hint_weight:.2f}" if candidate.hint_weight else ""
+

@@ -1,7 +1,13 @@
 """One tidy row per trial, so the HTML page and both CSVs are derived from a single table.
 
 Column order is part of the contract: the fixed head, then one column per sampled choice, then
-the tail. Missing values stay NaN/<NA> (empty in CSV) so nobody mistakes a sentinel for data.
+the tail. ``energy_mj`` joins the head (after ``latency_p90_ms``) only in studies that record
+energy, so host studies keep their columns. Missing values stay NaN/<NA> (empty in CSV) so nobody
+mistakes a sentinel for data.
+
+The study's objectives (its metric names, e.g. accuracy, latency_ms, energy_mj) travel with the
+frame as ``frame.attrs["objectives"]``; ``pareto`` is the front over all of them, exactly
+Optuna's ``Study.best_trials``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,10 @@ from numpy.typing import ArrayLike
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from edgeshrink.search import objectives as registry
+
 OBJECTIVES = ("accuracy", "latency_ms")  # the study's values, in this order by default
+ENERGY_COLUMN = registry.OBJECTIVES["energy"].key  # only in studies that record energy
 METRIC_COLUMNS = (
     "accuracy",
     "latency_ms",
@@ -27,9 +36,10 @@ METRIC_COLUMNS = (
     "macs",
 )
 COUNT_COLUMNS = ("size_bytes", "params", "nonzero_params", "macs")
-HEAD_COLUMNS = ("trial", "state", *METRIC_COLUMNS, "feasible", "pareto", "arch")
+STATUS_COLUMNS = ("feasible", "pareto", "arch")
+HEAD_COLUMNS = ("trial", "state", *METRIC_COLUMNS, *STATUS_COLUMNS)
 TAIL_COLUMNS = ("error", "duration_s")
-_RESERVED = frozenset(HEAD_COLUMNS + TAIL_COLUMNS)
+_RESERVED = frozenset((*HEAD_COLUMNS, ENERGY_COLUMN, *TAIL_COLUMNS))
 
 
 def pareto_mask(
@@ -55,6 +65,17 @@ def pareto_mask(
     return mask
 
 
+def metric_columns(frame: pd.DataFrame) -> list[str]:
+    """The metric columns this frame has: ``METRIC_COLUMNS`` plus energy where recorded."""
+    cols = list(frame.columns)
+    return cols[cols.index("accuracy") : cols.index("feasible")]
+
+
+def frame_objectives(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The columns the study optimizes, accuracy and latency first."""
+    return tuple(frame.attrs.get("objectives", OBJECTIVES))
+
+
 def choice_columns(frame: pd.DataFrame) -> list[str]:
     """The per-choice columns, i.e. everything between ``arch`` and ``error``."""
     cols = list(frame.columns)
@@ -66,12 +87,13 @@ def _choice_name(param: str) -> str:
     return f"param_{param}" if param in _RESERVED else param
 
 
-def _row(trial: FrozenTrial, metric_names: Sequence[str]) -> dict[str, Any]:
+def _row(trial: FrozenTrial, metric_names: Sequence[str],
+         metrics: Sequence[str]) -> dict[str, Any]:
     attrs = trial.user_attrs
     complete = trial.state == TrialState.COMPLETE
     values = dict(zip(metric_names, trial.values or (), strict=False)) if complete else {}
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
-    for col in METRIC_COLUMNS:
+    for col in metrics:
         row[col] = values.get(col, attrs.get(col))
     row["feasible"] = complete and all(c <= 0.0 for c in trial.constraints.values())
     row["arch"] = attrs.get("arch")
@@ -89,25 +111,36 @@ def _numeric(series: pd.Series, integral: bool) -> pd.Series:
     return out
 
 
+def _metrics(trials: Sequence[FrozenTrial], objectives: Sequence[str]) -> tuple[str, ...]:
+    if ENERGY_COLUMN in objectives or any(ENERGY_COLUMN in t.user_attrs for t in trials):
+        at = METRIC_COLUMNS.index("latency_p90_ms") + 1
+        return (*METRIC_COLUMNS[:at], ENERGY_COLUMN, *METRIC_COLUMNS[at:])
+    return METRIC_COLUMNS
+
+
+def study_objective_columns(study: optuna.Study) -> tuple[str, ...]:
+    """The study's metric names (one per value), the default pair for an unnamed 2-value study."""
+    return tuple(registry.metric_keys(registry.study_objectives(study)))
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial with metrics, feasibility, Pareto membership and every sampled choice."""
     trials = study.get_trials(deepcopy=False)
-    names = list(study.metric_names or OBJECTIVES)
-    rows = [_row(t, names) for t in trials]
+    names = study_objective_columns(study)
+    metrics = _metrics(trials, names)
+    rows = [_row(t, names, metrics) for t in trials]
     choices = list(dict.fromkeys(_choice_name(k) for t in trials for k in t.params))
-    columns = [*HEAD_COLUMNS, *choices, *TAIL_COLUMNS]
+    columns = ["trial", "state", *metrics, *STATUS_COLUMNS, *choices, *TAIL_COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     frame["trial"] = frame["trial"].astype("int64")
-    for col in (*METRIC_COLUMNS, "duration_s"):
+    for col in (*metrics, "duration_s"):
         frame[col] = _numeric(frame[col], integral=col in COUNT_COLUMNS)
     frame["feasible"] = frame["feasible"].astype(bool)
-    maximize_by_name = {
-        n: d == StudyDirection.MAXIMIZE for n, d in zip(names, study.directions, strict=False)
-    }
-    maximize = [maximize_by_name.get(n, n == "accuracy") for n in OBJECTIVES]
+    maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
     frame["pareto"] = pareto_mask(
-        frame[list(OBJECTIVES)].to_numpy(dtype=float), maximize, frame["feasible"].to_numpy()
+        frame[list(names)].to_numpy(dtype=float), maximize, frame["feasible"].to_numpy()
     )
+    frame.attrs["objectives"] = names
     return frame
 
 

@@ -1,6 +1,11 @@
 """A single self-contained HTML page: the trade-off plot and the short list of best trials.
 
 Everything (plotly.js included) is inlined so the file can be mailed or opened offline.
+
+The main plot is always accuracy against latency. A study with more objectives (``--objectives
+accuracy,latency,energy``) colours the points by the first extra objective and adds one plot of
+accuracy against each extra objective: its front is not a staircase in any 2-D view (a point
+beaten on accuracy and latency may be the most frugal), so no step line is drawn there.
 """
 
 from __future__ import annotations
@@ -12,10 +17,18 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from edgeshrink.reports.frame import METRIC_COLUMNS, choice_columns, pareto_frame
+from edgeshrink.reports.frame import (
+    OBJECTIVES,
+    choice_columns,
+    frame_objectives,
+    metric_columns,
+    pareto_frame,
+)
 from edgeshrink.reports.reference import compare_to_reference, reference_text, tradeoff_text
+from edgeshrink.search.objectives import spec_by_key
 
-_TABLE_HEAD = ["trial", *METRIC_COLUMNS, "arch"]
+_AXES = {"accuracy": "validation accuracy (higher is better)",
+         "latency_ms": "latency (ms, lower is better)"}
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
 table { border-collapse: collapse; font-size: 0.85rem; }
@@ -58,6 +71,7 @@ def _hover(frame: pd.DataFrame, choices: list[str]) -> list[str]:
             _fmt(row["arch"]),
             f"accuracy: {_fmt(row['accuracy'])}",
             f"latency: {_fmt(row['latency_ms'])} ms",
+            *([f"energy: {_fmt(row['energy_mj'])} mJ"] if "energy_mj" in row else []),
             f"size: {_size(row['size_bytes'])}",
             *(f"{c}: {_fmt(row[c])}" for c in choices),
         ]
@@ -66,9 +80,21 @@ def _hover(frame: pd.DataFrame, choices: list[str]) -> list[str]:
     return texts
 
 
-def _scatter(frame: pd.DataFrame, choices: list[str], name: str, **style: Any) -> go.Scatter:
+def _label(key: str) -> str:
+    spec = spec_by_key(key)
+    return spec.label if spec else key
+
+
+def _axis_title(key: str) -> str:
+    spec = spec_by_key(key)
+    better = "higher" if spec is not None and spec.maximize else "lower"
+    return _AXES.get(key) or f"{_label(key)}, {better} is better"
+
+
+def _scatter(frame: pd.DataFrame, choices: list[str], name: str, x: str = "latency_ms",
+             **style: Any) -> go.Scatter:
     return go.Scatter(
-        x=frame["latency_ms"].tolist(),
+        x=frame[x].tolist(),
         y=frame["accuracy"].tolist(),
         name=name,
         text=_hover(frame, choices),
@@ -77,9 +103,9 @@ def _scatter(frame: pd.DataFrame, choices: list[str], name: str, **style: Any) -
     )
 
 
-def _add_reference(fig: go.Figure, reference: dict[str, Any]) -> None:
+def _add_reference(fig: go.Figure, reference: dict[str, Any], x: str = "latency_ms") -> None:
     """The teacher as a star (and a dotted line at its accuracy): the point compressed from."""
-    acc, lat = reference.get("accuracy"), reference.get("latency_ms")
+    acc, lat = reference.get("accuracy"), reference.get(x)
     if _missing(acc):
         return
     fig.add_hline(y=acc, line={"dash": "dot", "color": "#1f77b4"},
@@ -93,12 +119,25 @@ def _add_reference(fig: go.Figure, reference: dict[str, Any]) -> None:
         ))
 
 
-def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = None
-            ) -> go.Figure:
+def _front_style(frame: pd.DataFrame, x: str) -> dict[str, Any]:
+    """A staircase for two objectives; with more, markers coloured by the first extra one."""
+    extra = [k for k in frame_objectives(frame) if k not in OBJECTIVES]
+    if not extra:
+        return {"mode": "lines+markers", "line": {"shape": "hv", "color": "#d62728"},
+                "marker": {"color": "#d62728", "size": 10}}
+    colour = next((k for k in extra if k != x), "latency_ms")
+    return {"marker": {"size": 11, "color": pareto_frame(frame)[colour].tolist(),
+                       "colorscale": "Viridis", "line": {"color": "#d62728", "width": 2},
+                       "colorbar": {"title": {"text": _label(colour)}}}}
+
+
+def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = None,
+            x: str = "latency_ms") -> go.Figure:
     choices = choice_columns(frame)
     done = frame[frame["state"] == "COMPLETE"]
     rest = done[~done["pareto"]]
     front = pareto_frame(frame)
+    names = frame_objectives(frame)
     layers = [
         (rest[rest["feasible"]], "feasible", {"marker": {"color": "#bbbbbb", "size": 7}}),
         (
@@ -106,37 +145,47 @@ def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = 
             "infeasible",
             {"marker": {"color": "#999999", "size": 7, "symbol": "x"}},
         ),
-        (
-            front,
-            "Pareto front",
-            {
-                "mode": "lines+markers",
-                "line": {"shape": "hv", "color": "#d62728"},
-                "marker": {"color": "#d62728", "size": 10},
-            },
-        ),
+        (front, "Pareto front" if len(names) == 2
+         else f"Pareto front of {len(names)} objectives", _front_style(frame, x)),
     ]
     fig = go.Figure()
     for subset, name, style in layers:  # drawn in order, so the front sits on top
-        fig.add_trace(_scatter(subset, choices, name, **{"mode": "markers", **style}))
+        fig.add_trace(_scatter(subset, choices, name, x, **{"mode": "markers", **style}))
     if reference:
-        _add_reference(fig, reference)
+        _add_reference(fig, reference, x)
     fig.update_layout(
         title=title,
-        xaxis_title="latency (ms, lower is better)",
-        yaxis_title="validation accuracy (higher is better)",
+        xaxis_title=_axis_title(x),
+        yaxis_title=_axis_title("accuracy"),
         template="plotly_white",
         hovermode="closest",
     )
+    if len(names) > len(OBJECTIVES):  # the colour bar takes the legend's place on the right
+        fig.update_layout(legend={"orientation": "h", "y": -0.15})
     return fig
+
+
+def _plots(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None) -> str:
+    """Accuracy against latency, then against each extra objective; plotly.js inlined once."""
+    extra = [k for k in frame_objectives(frame) if k not in OBJECTIVES]
+    views = [("latency_ms", title)] + [(k, f"{title}: accuracy against {_label(k)}")
+                                       for k in extra]
+    return "\n".join(
+        _figure(frame, name, reference, x).to_html(
+            full_html=False, include_plotlyjs=i == 0, default_width="100%",
+            default_height="560px")
+        for i, (x, name) in enumerate(views)
+    )
 
 
 def _counts(frame: pd.DataFrame) -> str:
     state = frame["state"]
+    names = frame_objectives(frame)
+    over = f" over {', '.join(names)}" if len(names) > len(OBJECTIVES) else ""
     return (
         f"{len(frame)} trials: {(state == 'COMPLETE').sum()} complete, "
         f"{int(frame['feasible'].sum())} feasible, {(state == 'FAIL').sum()} failed, "
-        f"{int(frame['pareto'].sum())} Pareto-optimal"
+        f"{int(frame['pareto'].sum())} Pareto-optimal{over}"
     )
 
 
@@ -144,11 +193,11 @@ def _table(frame: pd.DataFrame, reference: dict[str, Any] | None = None) -> str:
     front = pareto_frame(frame)
     if front.empty:
         return '<p class="empty">No feasible completed trial yet, so no Pareto front.</p>'
-    cols = [*_TABLE_HEAD, *choice_columns(frame)]
+    head = ["trial", *metric_columns(frame), "arch"]
+    cols = [*head, *choice_columns(frame)]
     if reference:
         front = compare_to_reference(front, reference)
-        cols[len(_TABLE_HEAD) - 1 : len(_TABLE_HEAD) - 1] = ["acc_vs_teacher",
-                                                            "speedup_vs_teacher"]
+        cols[len(head) - 1 : len(head) - 1] = ["acc_vs_teacher", "speedup_vs_teacher"]
     # Format cells ourselves: to_html's na_rep skips nullable ints and would print "<NA>".
     cells = front[cols].astype(object).map(lambda v: "" if _missing(v) else _fmt(v))
     return cells.to_html(index=False, escape=True, border=0, classes="pareto")
@@ -162,9 +211,7 @@ def render_html(frame: pd.DataFrame, title: str = "edgeshrink report",
     compared with in a line and two table columns, so the page says what compression cost.
     """
     if (frame["state"] == "COMPLETE").any():
-        plot = _figure(frame, title, reference).to_html(
-            full_html=False, include_plotlyjs=True, default_width="100%", default_height="560px"
-        )
+        plot = _plots(frame, title, reference)
     else:
         plot = '<p class="empty">No completed trials yet: nothing to plot.</p>'
     safe_title = html.escape(title)

@@ -53,6 +53,12 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine, sharing the study (default 1)")
     s.add_argument("--no-early-stop", action="store_true",
                    help="train every trial to the end (default: abort hopeless ones early)")
+    s.add_argument("--objectives", default="accuracy,latency", metavar="LIST",
+                   help="comma list of accuracy, latency (both required), energy (profiles "
+                        "with energy figures), size (default: accuracy,latency)")
+    s.add_argument("--weight-sharing", action="store_true",
+                   help="train one supernet first; each trial inherits its weights instead of "
+                        "training from scratch (faster, ranks less faithfully: BENCHMARKS.md)")
 
     w = sub.add_parser("worker", help="join a study started by `search`, from any machine")
     _study_args(w)
@@ -122,7 +128,8 @@ def _search(args: argparse.Namespace) -> None:
         dataset=args.dataset, data_dir=args.data_dir, download=args.download,
         teacher=args.teacher, space=args.space, epochs=args.epochs,
         finetune_epochs=args.finetune_epochs, progress=not args.no_progress, jobs=args.jobs,
-        early_stop=not args.no_early_stop,
+        early_stop=not args.no_early_stop, objectives=tuple(args.objectives.split(",")),
+        weight_sharing=args.weight_sharing,
     ))
 
 
@@ -150,7 +157,8 @@ def _report(args: argparse.Namespace) -> None:
 
         raise EdgeshrinkError(f"cannot write the report into {run_dir}: {exc.strerror}") from None
     front = pareto_frame(study)
-    cols = [c for c in ("trial", "accuracy", "latency_ms", "size_bytes", "precision", "arch")
+    cols = [c for c in ("trial", "accuracy", "latency_ms", "energy_mj", "size_bytes", "precision",
+                        "arch")
             if c in front.columns]
     print(front[cols].to_string(index=False) if len(front) else "no Pareto-optimal trials yet")
     print(f"report: {paths['html']}")

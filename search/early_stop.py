@@ -13,9 +13,12 @@ epoch + margin``, is below
 
 Latency is not known before export; containment is what makes "no faster" safe (MACs are not:
 a wide depthwise-separable net beats a narrow inverted-residual one with fewer MACs on the Pi
-profile). ``benchmarks/sampler_replay.py`` replays the rule on an enumerated space and counts
-the true Pareto points it would have aborted. Training is unchanged by the check, so completed
-trials measure exactly what they did before.
+profile). The same containment bounds the other objectives ``--objectives`` may add: a
+contained network has no more MACs, weights or activations at the same precision, so no more
+energy and no larger file; the rule therefore stays on for 3 and 4 objectives, and it reads only
+``values[0]``, which is accuracy in every study. ``benchmarks/sampler_replay.py`` replays the
+rule on an enumerated space and counts the true Pareto points it would have aborted. Training
+is unchanged by the check, so completed trials measure exactly what they did before.
 """
 
 from __future__ import annotations

@@ -10,11 +10,13 @@ import torch
 
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
+from edgeshrink.evaluators.supernet import SuperNet
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.early_stop import EarlyStopRule, epoch_watcher
+from edgeshrink.search.objectives import DEFAULT_OBJECTIVES, objective_values
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
 
@@ -35,8 +37,11 @@ class Objective:
     # Tiny students on a shared CPU: one thread avoids OpenMP stalls (10x slower under load,
     # BENCHMARKS.md); None keeps torch's setting.
     train_threads: int | None = None
+    # The values returned, in this order (search/objectives.py); accuracy and latency first.
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    supernet: SuperNet | None = None  # weight sharing: students inherit its weights
 
-    def __call__(self, trial: optuna.Trial) -> tuple[float, float]:
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         candidate = suggest_candidate(trial, self.space)
         trial.set_user_attr("arch", candidate.arch)
         trial.set_user_attr("candidate", candidate.to_dict())
@@ -46,6 +51,9 @@ class Objective:
         on_epoch = None
         if self.early_stop is not None:
             on_epoch = epoch_watcher(trial, candidate, self.early_stop, self.min_accuracy)
+        sharing = {} if self.supernet is None else {"supernet": self.supernet}
+        if sharing:
+            trial.set_user_attr("weight_sharing", True)
         try:
             result = evaluate_candidate(
                 candidate,
@@ -57,6 +65,7 @@ class Objective:
                 seed=self.seed + trial.number,
                 gauge=self.gauge,
                 on_epoch=on_epoch,
+                **sharing,
             )
         except optuna.TrialPruned:
             raise
@@ -72,4 +81,4 @@ class Objective:
             trial.set_constraint("min_accuracy", self.min_accuracy - result.accuracy)
         if result.memory_overflow is not None:  # the device has tight RAM or storage
             trial.set_constraint("fits_memory", result.memory_overflow)
-        return result.accuracy, result.latency_ms
+        return objective_values(self.objectives, result)

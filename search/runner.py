@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
 from edgeshrink.evaluators.teachers import (
     describe_teacher,
     load_teacher,
@@ -27,6 +28,11 @@ from edgeshrink.reports.reference import reference_text
 from edgeshrink.reports.writer import write_report
 from edgeshrink.search.early_stop import EarlyStopRule
 from edgeshrink.search.objective import Objective
+from edgeshrink.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    check_available,
+    parse_objectives,
+)
 from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.stale import fail_stale_trials
 from edgeshrink.search.study import create_or_resume_study, mask_url
@@ -68,6 +74,8 @@ class SearchOptions:
     worker: int | None = None  # set for an `edgeshrink worker` joining the study
     early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
     train_threads: int | None = None  # torch threads per trial; None keeps torch's default
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in search/objectives.py
+    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
 
 
 def validate(opts: SearchOptions) -> None:
@@ -85,6 +93,7 @@ def validate(opts: SearchOptions) -> None:
         )
     if opts.min_accuracy is not None and not 0 <= opts.min_accuracy <= 1:
         raise EdgeshrinkError(f"--min-accuracy is a fraction in [0, 1], got {opts.min_accuracy}")
+    parse_objectives(opts.objectives)
 
 
 def _check_same_setup(study: optuna.Study, setup: dict) -> None:
@@ -133,6 +142,8 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         profile = load_profile(opts.profile)
     except ValueError as exc:
         raise EdgeshrinkError(str(exc)) from None
+    objectives = parse_objectives(opts.objectives)
+    check_available(objectives, profile)
     declared = space.distributions["precision"].choices
     space = space.with_precisions(profile.precisions)
     dropped = [p for p in declared if p not in profile.precisions]
@@ -145,11 +156,11 @@ def run_search(opts: SearchOptions) -> optuna.Study:
 
     # Seed the sampler past the trials already run, so a resumed study does not replay them.
     probe = create_or_resume_study(opts.study, run_dir, opts.storage,
-                                   optuna.samplers.RandomSampler())
+                                   optuna.samplers.RandomSampler(), objectives)
     already = len(probe.trials)
     sampler = make_sampler(opts.sampler, worker_seed(opts.seed, opts.worker or 0, already),
                            opts.trials)
-    study = create_or_resume_study(opts.study, run_dir, opts.storage, sampler)
+    study = create_or_resume_study(opts.study, run_dir, opts.storage, sampler, objectives)
     setup = {
         "dataset": data_spec.label,
         "data_dir": data_spec.data_dir,
@@ -199,13 +210,20 @@ def run_search(opts: SearchOptions) -> optuna.Study:
                                               run_dir / "teacher", gauge)
                 study.set_user_attr("teacher", reference)
                 print(f"teacher reference: {reference_text(reference)}")
+        supernet = None
+        if opts.weight_sharing:  # trained once per run directory, cached under a file lock
+            supernet = train_supernet(space, data, teacher, SupernetSettings(),
+                                      run_dir / "supernet", seed=opts.seed)
+            print(f"weight sharing: supernet {'trained' if supernet.trained_now else 'loaded'} "
+                  f"({supernet.train_seconds:.0f} s of training)")
         objective = Objective(space, data, teacher, profile, run_dir / "trials", settings,
                               seed=opts.seed, max_latency_ms=opts.max_latency,
                               min_accuracy=opts.min_accuracy, gauge=gauge,
                               early_stop=EarlyStopRule(
                                   sparse_kernels=profile.sparsity_support != "none")
                               if opts.early_stop else None,
-                              train_threads=opts.train_threads)
+                              train_threads=opts.train_threads, objectives=objectives,
+                              supernet=supernet)
         progress = _Progress(remaining, opts.progress)
         optuna.logging.set_verbosity(logging.ERROR)
         try:

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+from edgeshrink.search.objectives import (
+    DEFAULT_OBJECTIVES,
+    directions,
+    metric_keys,
+    study_objectives,
+)
 from edgeshrink.search.stale import rdb_storage
 from edgeshrink.spaces.errors import EdgeshrinkError
 
-DIRECTIONS = ("maximize", "minimize")
-METRIC_NAMES = ("accuracy", "latency_ms")
 JOURNAL_FILE = "study.journal"
 
 
@@ -70,24 +75,44 @@ def load_existing_study(name: str, run_dir: Path, storage_url: str | None) -> op
 
 
 def create_or_resume_study(
-    name: str, run_dir: Path, storage_url: str | None, sampler: optuna.samplers.BaseSampler
+    name: str, run_dir: Path, storage_url: str | None, sampler: optuna.samplers.BaseSampler,
+    objectives: Sequence[str] = DEFAULT_OBJECTIVES,
 ) -> optuna.Study:
+    """Create the study with one direction per objective, or resume it if the objectives match.
+
+    A study's directions are fixed at creation, so resuming with other ``objectives`` (names as
+    returned by ``parse_objectives``) is refused.
+    """
     storage = open_storage(run_dir, storage_url, create=True)
     try:
-        study = optuna.create_study(
-            study_name=name,
-            storage=storage,
-            directions=list(DIRECTIONS),
-            sampler=sampler,
-            load_if_exists=True,
-        )
+        try:
+            # Load first: a refused resume then leaves the storage untouched (a journal's
+            # failed create would append to it).
+            study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+        except KeyError:
+            study = optuna.create_study(
+                study_name=name,
+                storage=storage,
+                directions=directions(objectives),
+                sampler=sampler,
+                load_if_exists=True,  # another worker may create it at the same moment
+            )
+        found = [d.name.lower() for d in study.directions]
+        if study.metric_names is None and found == directions(objectives):
+            # A new study (or an unnamed one with these directions): name its values, which
+            # lets our reports and Optuna's own tools (optuna-dashboard) label them.
+            study.set_metric_names(metric_keys(objectives))
     except OSError as exc:  # an existing journal in a directory that cannot be written
         raise EdgeshrinkError(f"cannot write run directory {run_dir}: {exc.strerror}; make it "
                               "writable or pass another --run-dir") from None
-    if [d.name.lower() for d in study.directions] != list(DIRECTIONS):
+    stored = study_objectives(study)
+    if found != directions(stored):
+        raise EdgeshrinkError(f"study {name!r} exists with other objectives ({', '.join(found)}); "
+                              "choose another --study name")
+    if stored != tuple(objectives):
         raise EdgeshrinkError(
-            f"study {name!r} exists with other objectives; choose another --study name"
+            f"study {name!r} was created with --objectives {','.join(stored)}, not "
+            f"{','.join(objectives)}; its directions are fixed, so resume it with --objectives "
+            f"{','.join(stored)} or choose another --study name"
         )
-    # Lets Optuna's own tools (optuna-dashboard) label the axes.
-    study.set_metric_names(list(METRIC_NAMES))
     return study

@@ -25,6 +25,11 @@ def _run(*args, cwd):
         (["search", "--min-accuracy", "95"], "--min-accuracy is a fraction"),
         (["search", "--space", "missing.yaml"], "space file 'missing.yaml' does not exist"),
         (["report", "--study", "ghost"], "no study storage"),
+        (["search", "--objectives", "accuracy,speed"], "unknown objective 'speed'; choose from"),
+        (["search", "--objectives", "accuracy,latency,accuracy"], "'accuracy' is given twice"),
+        (["search", "--objectives", "latency,size"], "must include accuracy and latency"),
+        (["search", "--objectives", "accuracy,latency,energy"],
+         "profile 'host' has none (profiles with energy figures: coral-edge-tpu)"),
     ],
 )
 def test_bad_input_gives_one_clear_line(tmp_path, args, message):
@@ -153,10 +158,12 @@ def _bad_precision_space(tmp_path):
          "trial 2 is FAIL, not COMPLETE"),
         (["worker", "--study", "done"], "was not started by `edgeshrink search`"),
         (["worker", "--study", "done", "--worker-index", "0"], "--worker-index must be at least 1"),
+        (["search", "--study", "done", "--objectives", "accuracy,latency,size"],
+         "was created with --objectives accuracy,latency, not accuracy,latency,size"),
     ],
     ids=["jobs-0", "dataset", "profile-field", "bit-width", "storage",
          "report-study", "export-study", "dashboard-study", "export-trial", "export-failed",
-         "worker-unstarted", "worker-index"],
+         "worker-unstarted", "worker-index", "objectives-resume"],
 )
 def test_bad_input_leaves_existing_results_untouched(existing, tmp_path, args, message):
     args = [str(a(tmp_path)) if callable(a) else str(tmp_path / a) if a == "OUT" else a
