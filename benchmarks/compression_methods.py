@@ -5,7 +5,8 @@ real trial pipeline (``evaluate_candidate``), four ways, with the same seed, so 
 from identical weights:
 
 * fp32 dense;
-* structured channel pruning, 50% of the channels, iterative with fine-tuning, fp32;
+* structured channel pruning, 50% of the channels (Taylor importance), iterative with
+  fine-tuning, fp32;
 * int8 (static, per-channel symmetric weights, calibrated activations), dense;
 * pruned 50% + int8.
 
@@ -46,11 +47,12 @@ VARIANTS = {  # name -> candidate fields changed from the fp32 dense student
 }
 
 
-def _student(arch: str, resolution: int) -> Candidate:
+def _student(args: argparse.Namespace, resolution: int) -> Candidate:
+    arch = args.arch
     width, stages = parse_arch(arch)
     return Candidate(width_mult=width, stages=stages, temperature=4.0, alpha=0.5, sparsity=0.0,
                      precision="fp32", input_resolution=resolution, pruning="channel",
-                     importance="l1")
+                     importance=args.importance)
 
 
 def run(resolution: int, args: argparse.Namespace, work: Path) -> list[dict]:
@@ -61,7 +63,7 @@ def run(resolution: int, args: argparse.Namespace, work: Path) -> list[dict]:
     settings = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs)
     sample = data.val.x[:1].numpy()
     gauge = prepare_gauge(profile, work / f"gauge{resolution}", sample)
-    base = _student(args.arch, resolution)
+    base = _student(args, resolution)
     rows = []
     for name, change in VARIANTS.items():
         candidate = dataclasses.replace(base, **change)
@@ -98,12 +100,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--finetune-epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--importance", default="taylor", choices=("l1", "l2", "taylor"))
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         results = [(res, run(res, args, Path(tmp))) for res in args.resolutions]
-    print(f"\nstudent {args.arch}, {args.epochs} epochs + {args.finetune_epochs} fine-tune "
-          f"epochs per pruning step, latency median of {args.repeats} round-robin timings\n")
+    print(f"\nstudent {args.arch}, {args.importance} importance, {args.epochs} epochs + "
+          f"{args.finetune_epochs} fine-tune epochs per pruning step, latency median of "
+          f"{args.repeats} round-robin timings\n")
     for res, rows in results:
         print(table(res, rows) + "\n")
 

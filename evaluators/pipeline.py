@@ -202,17 +202,19 @@ def evaluate_candidate(
 
 def _prune_context(candidate: Candidate, data: DataSplits, teacher: Teacher, profile: Profile,
                    settings: TrainSettings, seed: int) -> PruneContext:
-    """Fine-tune after each pruning step by distillation at a tenth of the learning rate, so the
-    survivors recover; Taylor importance takes its gradients from the same loss. Channel pruning
-    keeps channel counts in multiples of the device's channel block: a pruned layer off the
-    block runs at the unaligned efficiency and can end up slower (measured: 16 on this host)."""
+    """Fine-tune after each pruning step by distillation at 0.3x the learning rate, so the
+    survivors recover (50% channels of a digits student, l1: 0.975 at 0.1x, 0.986 at 0.3x,
+    0.981 at 1x, dense 0.992); Taylor importance takes its gradients from the same loss.
+    Channel pruning keeps channel counts in multiples of the device's channel block: a pruned
+    layer off the block runs at the unaligned efficiency and can end up slower (16 on this
+    host; 0.078 ms against 0.093 ms unrounded, measured)."""
     x, y, logits = data.train.x, data.train.y, teacher.train_logits
     steps = iter(range(1, 1_000))
 
     def finetune(model: torch.nn.Module) -> None:
         train_distilled(model, x, y, logits, epochs=settings.finetune_epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha,
-                        seed=seed + next(steps), lr=settings.lr * 0.1)
+                        seed=seed + next(steps), lr=settings.lr * 0.3)
 
     def loss_fn(model: torch.nn.Module) -> torch.Tensor:
         n = min(len(x), 4 * settings.batch_size)
