@@ -23,6 +23,7 @@ from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.size_accounting import weight_sizes
+from edgeshrink.evaluators.supernet import SuperNet, prepare_inherited
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.device_latency import device_latency
@@ -97,15 +98,22 @@ def evaluate_candidate(
     seed: int = 0,
     gauge: Gauge | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    supernet: SuperNet | None = None,
 ) -> EvaluationResult:
     """Every metric returned is read off the file written to ``out_dir/model.onnx``.
 
     ``on_epoch(epoch, val_accuracy)`` sees the torch model's validation accuracy after each
     distillation epoch and may raise to abort a hopeless candidate (the search's early stop).
+    With a ``supernet`` (weight sharing) the student inherits its weights and recalibrated
+    BatchNorm, and distils for the supernet's short fine-tune instead of training from scratch.
     """
     timer = _StageTimer()
     torch.manual_seed(seed)
     model = build_student(candidate, data.in_channels, data.num_classes)
+    epochs = settings.epochs
+    if supernet is not None:
+        prepare_inherited(model, supernet, data.train.x, seed)
+        epochs = supernet.settings.finetune_epochs
 
     def after_epoch(epoch: int) -> None:
         on_epoch(epoch, model_accuracy(model, data.val.x, data.val.y))
@@ -116,7 +124,7 @@ def evaluate_candidate(
             targets = teacher_hints(teacher.model, data.train.x)
             hint = Hint(targets, candidate.hint_weight) if targets is not None else None
         train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
-                        epochs=settings.epochs, settings=settings,
+                        epochs=epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
                         after_epoch=after_epoch if on_epoch else None, hint=hint)
     with timer("prune"):
