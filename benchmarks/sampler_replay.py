@@ -46,6 +46,7 @@ from edgeshrink.search.early_stop import EarlyStopRule, Finished
 from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.samplers import SAMPLERS, make_sampler
 from edgeshrink.search.sampling import suggest_params
+from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.space import Categorical, FloatRange, IntRange, SearchSpace, load_space
 
 HERE = Path(__file__).resolve().parent
@@ -92,6 +93,9 @@ def ground_truth(args: argparse.Namespace, space: SearchSpace) -> dict[str, dict
         stored = json.loads(cache_path.read_text())
         if stored.get("header") == header:
             cache = stored
+            # Keys of older schemas name the same candidates: rewrite them in today's schema.
+            cache["results"] = {Candidate.from_json(k).to_json(): v
+                                for k, v in cache["results"].items()}
     grid = enumerate_space(space)
     todo = [p for p in grid if key_of(space, p) not in cache["results"]]
     if todo:

@@ -39,7 +39,7 @@ from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.teacher import Teacher
-from edgeshrink.evaluators.training import TrainingDiverged, TrainSettings
+from edgeshrink.evaluators.training import TrainingDiverged
 from edgeshrink.spaces.block_choices import BLOCK_KINDS
 from edgeshrink.spaces.blocks import BLOCKS, Student, _make_divisible, build_student
 from edgeshrink.spaces.candidate import Candidate, StageSpec
@@ -321,12 +321,6 @@ def recalibrate_bn(model: nn.Module, x: torch.Tensor, batches: int, batch_size: 
               for i in range(0, min(len(x), batches * batch_size), batch_size)]
     update_bn(loader, model)
     model.eval()
-
-
-def inherited_settings(settings: TrainSettings, supernet: SupernetSettings) -> TrainSettings:
-    """A trial's budget when it inherits: the trial's own recipe (pruning fine-tunes included)
-    with the short fine-tune in place of training from scratch."""
-    return replace(settings, epochs=supernet.finetune_epochs)
 
 
 def prepare_inherited(student: Student, supernet: SuperNet, x: torch.Tensor, seed: int = 0) -> None:
