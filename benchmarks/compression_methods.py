@@ -103,14 +103,12 @@ def main() -> None:
     parser.add_argument("--importance", default="taylor", choices=("l1", "l2", "taylor"))
     args = parser.parse_args()
     torch.set_num_threads(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        results = [(res, run(res, args, Path(tmp))) for res in args.resolutions]
-    print(f"\nstudent {args.arch}, {args.importance} importance, {args.epochs} epochs + "
+    print(f"student {args.arch}, {args.importance} importance, {args.epochs} epochs + "
           f"{args.finetune_epochs} fine-tune epochs per pruning step, latency median of "
-          f"{args.repeats} round-robin timings\n")
-    for res, rows in results:
-        print(table(res, rows) + "\n")
-
+          f"{args.repeats} round-robin timings\n", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for res in args.resolutions:  # each table as soon as it is measured
+            print(table(res, run(res, args, Path(tmp))) + "\n", flush=True)
 
 if __name__ == "__main__":
     main()
