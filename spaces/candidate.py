@@ -27,6 +27,7 @@ from typing import Any
 
 from edgeshrink.spaces.block_choices import ACTIVATION_TOKENS, BLOCK_KINDS
 from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.spaces.pruning_choices import IMPORTANCE_NAMES, PRUNING_NAMES
 from edgeshrink.spaces.quantization_choices import PRECISIONS
 
 SCHEMA = 2
@@ -39,7 +40,6 @@ _STAGE_RE = re.compile(rf"^{_BLOCK_PART}_r(?P<r>\d+)_s(?P<s>\d+)_c(?P<c>\d+)$")
 _SKIP_RE = re.compile(r"^(?P<type>[a-z]+)_s(?P<s>\d+)_c(?P<c>\d+)$")
 _CHOICE_RE = re.compile(rf"^{_BLOCK_PART}$")
 _ARCH_RE = re.compile(r"^w(?P<w>[0-9.]+):(?P<stages>.+)$")
-_FALLBACK_IMPORTANCES = ("l1", "l2", "taylor")
 
 
 def _one_of(owner: str, name: str, value: Any, allowed: Any) -> None:
@@ -167,13 +167,8 @@ def parse_arch(text: str) -> tuple[float, tuple[StageSpec, ...]]:
 
 
 def compression_choices() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Pruning method and importance names, from their registries (imported late: torch)."""
-    try:
-        from edgeshrink.spaces import pruning
-    except ImportError:  # pragma: no cover - torch missing; validate against the contract
-        return ("global_magnitude", "layer_magnitude", "channel", "semi_2_4"), _FALLBACK_IMPORTANCES
-    return (tuple(pruning.PRUNING_METHODS),
-            tuple(getattr(pruning, "IMPORTANCES", _FALLBACK_IMPORTANCES)))
+    """Pruning method and importance names (torch-free; ``pruning`` holds the registries)."""
+    return PRUNING_NAMES, IMPORTANCE_NAMES
 
 
 @dataclass(frozen=True)

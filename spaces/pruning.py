@@ -26,6 +26,7 @@ from edgeshrink.spaces.channel_pruning import IMPORTANCES, ChannelImportance, Ch
 from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.magnitude_pruning import MagnitudePruner, global_magnitude
 from edgeshrink.spaces.masks import make_permanent, prunable_parameters, weight_sparsity
+from edgeshrink.spaces.pruning_choices import IMPORTANCE_NAMES, PRUNING_NAMES
 from edgeshrink.spaces.semi_structured import SemiStructuredPruner
 
 __all__ = [
@@ -117,6 +118,8 @@ PRUNING_METHODS: dict[str, PruningMethod] = {
     "semi_2_4": PruningMethod("2 of every 4 input weights zero (sparsity ignored)", _semi_2_4,
                               uses_sparsity=False),
 }
+
+assert tuple(PRUNING_METHODS) == PRUNING_NAMES and tuple(IMPORTANCES) == IMPORTANCE_NAMES
 
 
 def _check(method: str, sparsity: float, importance: str, ctx: PruneContext) -> PruningMethod:
