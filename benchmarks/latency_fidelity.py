@@ -82,7 +82,6 @@ def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
             kind = kinds.pop() if len(kinds) == 1 else "mixed"
             labels.append(f"{kind} {cand.pruning} {cand.arch}")
             paths.append(final)
-            labels.append(f"{cand.precision} {cand.arch}")
         # Round-robin, as in calibration: a slow spell hits one timing of many models.
         times = np.array([[measure_latency(path, sample, host.measurement, gauge).median_ms
                            for path in paths] for _ in range(args.repeats)])

@@ -49,11 +49,14 @@ class MicroBench:
     kernel: int = 3
     expansion: int = 1  # blocks only
     stride: int = 1
+    se: bool = False  # blocks and networks: squeeze-excitation after the depthwise conv
+    act: str = "relu"  # blocks and networks: relu, relu6 or hswish
 
     @property
     def label(self) -> str:
         return (f"{self.op_class}_c{self.channels}_s{self.size}_k{self.kernel}"
-                f"_e{self.expansion}_st{self.stride}")
+                f"_e{self.expansion}_st{self.stride}" + ("_se" if self.se else "")
+                + ("" if self.act == "relu" else f"_{self.act}"))
 
 
 # Sizes cover the search space's layers (16x16 inputs, 8-384 channels) and beyond.
@@ -84,6 +87,9 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     # its layers (input and output layout changes, the head) only shows up here.
     *(MicroBench("net", c, 16, k, e) for c, k, e in (
         (8, 3, 3), (8, 5, 6), (12, 3, 6), (16, 5, 3), (16, 3, 6), (24, 5, 6))),
+    *(MicroBench("net", c, 16, k, e, 1, se, act) for c, k, e, se, act in (
+        (12, 5, 4, True, "hswish"), (16, 7, 3, False, "relu6"), (8, 3, 6, True, "relu6"),
+        (16, 3, 4, True, "hswish"))),
 )
 
 # A few minutes less on a slow device, at some cost in fidelity (`profile calibrate --quick`).
@@ -110,21 +116,22 @@ def _chain(g: GraphBuilder, bench: MicroBench, x: str, length: int) -> str:
         elif bench.op_class == "elementwise":
             x = g.op("Add", [x, x])
         elif bench.op_class == "ir_block":
-            x = g.inverted_residual(x, c, c, bench.expansion, 1, k)
+            x = g.inverted_residual(x, c, c, bench.expansion, 1, k, bench.se, bench.act)
         elif bench.op_class == "ds_block":
-            x = g.conv(g.conv(x, c, c, k, groups=c), c, c, 1)
+            x = g.separable(x, c, c, 1, k, bench.se, bench.act)
     return x
 
 
 def _network(g: GraphBuilder, bench: MicroBench) -> onnx.ModelProto:
     """A 4-stage MobileNet-like classifier on a 1-channel image (the default data's shape)."""
     c, k, e, size = bench.channels, bench.kernel, bench.expansion, bench.size
-    x = g.conv("input", 1, c, 3)
-    x = g.inverted_residual(x, c, c, e, 1, k)
-    x = g.inverted_residual(x, c, c * 3 // 2, e, 2, k)
-    x = g.conv(g.conv(x, c * 3 // 2, c * 3 // 2, k, 2, groups=c * 3 // 2), c * 3 // 2, 2 * c, 1)
-    x = g.inverted_residual(x, 2 * c, 4 * c, e, 1, k)
-    x = g.conv(x, 4 * c, 8 * c, 1)
+    se, act = bench.se, bench.act
+    x = g.conv("input", 1, c, 3, act=act)
+    x = g.inverted_residual(x, c, c, e, 1, k, se, act)
+    x = g.inverted_residual(x, c, c * 3 // 2, e, 2, k, se, act)
+    x = g.separable(x, c * 3 // 2, 2 * c, 2, k, se, act)
+    x = g.inverted_residual(x, 2 * c, 4 * c, e, 1, k, se, act)
+    x = g.conv(x, 4 * c, 8 * c, 1, act=act)
     x = g.op("Flatten", [g.op("GlobalAveragePool", [x])])
     return g.model([1, 1, size, size], g.linear(x, 8 * c, 10), [1, 10])
 
@@ -141,9 +148,10 @@ def build_micro_model(bench: MicroBench, length: int) -> onnx.ModelProto:
         # A strided block first (the stage's entry), then stride-1 repeats at half the size.
         c, half = bench.channels, (bench.size + 1) // 2
         if bench.op_class == "ir_block":
-            x = g.inverted_residual("input", c, c, bench.expansion, 2, bench.kernel)
+            x = g.inverted_residual("input", c, c, bench.expansion, 2, bench.kernel, bench.se,
+                                    bench.act)
         else:
-            x = g.conv(g.conv("input", c, c, bench.kernel, 2, groups=c), c, c, 1)
+            x = g.separable("input", c, c, 2, bench.kernel, bench.se, bench.act)
         x = _chain(g, bench, x, length - 1)
         return g.model(shape, x, [1, c, half, half])
     if bench.op_class == "pooling":

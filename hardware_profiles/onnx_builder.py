@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+ACTIVATION_OPS = {"relu": "Relu", "hswish": "HardSwish"}
+
 
 class GraphBuilder:
     """Just enough of a builder for a MobileNet-like stack of convolutions."""
@@ -27,7 +29,8 @@ class GraphBuilder:
         return name
 
     def conv(self, x: str, cin: int, cout: int, k: int, stride: int = 1, groups: int = 1,
-             relu: bool = True) -> str:
+             relu: bool = True, act: str = "relu") -> str:
+        """A convolution with bias, followed by ``act`` (relu, relu6, hswish) unless not relu."""
         fan_in = cin // groups * k * k
         w = self.rng.normal(0, np.sqrt(2.0 / fan_in), (cout, cin // groups, k, k))
         b = self.rng.normal(0, 0.01, cout)
@@ -35,23 +38,42 @@ class GraphBuilder:
         self.nodes.append(helper.make_node(
             "Conv", [x, self.tensor(w), self.tensor(b)], [out], kernel_shape=[k, k],
             strides=[stride, stride], pads=[k // 2] * 4, group=groups))
-        if not relu:
-            return out
-        act = self.name("relu")
-        self.nodes.append(helper.make_node("Relu", [out], [act]))
-        return act
+        return self.activation(out, act) if relu else out
+
+    def activation(self, x: str, act: str) -> str:
+        """As torch exports them: ReLU6 is a Clip with constant bounds, hard-swish one op."""
+        if act == "relu6":
+            return self.op("Clip", [x, self.tensor(np.array(0.0)), self.tensor(np.array(6.0))])
+        return self.op(ACTIVATION_OPS[act], [x])
+
+    def squeeze_excite(self, x: str, channels: int) -> str:
+        """MobileNetV3's SE as torchvision's SqueezeExcitation exports it (hard-sigmoid gate)."""
+        squeezed = max(8, int(channels / 4 + 4) // 8 * 8)  # MobileNet's rounding, as in
+        squeezed += 8 if squeezed < 0.9 * channels / 4 else 0  # spaces.blocks (no torch here)
+        s = self.op("GlobalAveragePool", [x])
+        s = self.conv(s, channels, squeezed, 1)
+        s = self.conv(s, squeezed, channels, 1, relu=False)
+        gate = self.op("HardSigmoid", [s], alpha=1.0 / 6.0, beta=0.5)
+        return self.op("Mul", [x, gate])
 
     def inverted_residual(self, x: str, cin: int, cout: int, expansion: int, stride: int,
-                          kernel: int = 3) -> str:
+                          kernel: int = 3, se: bool = False, act: str = "relu") -> str:
         mid = cin * expansion
-        h = self.conv(x, cin, mid, 1)
-        h = self.conv(h, mid, mid, kernel, stride, groups=mid)
+        h = self.conv(x, cin, mid, 1, act=act) if expansion > 1 else x
+        h = self.conv(h, mid, mid, kernel, stride, groups=mid, act=act)
+        if se:
+            h = self.squeeze_excite(h, mid)
         h = self.conv(h, mid, cout, 1, relu=False)
-        if stride == 1 and cin == cout:
-            out = self.name("add")
-            self.nodes.append(helper.make_node("Add", [x, h], [out]))
-            return out
-        return h
+        return self.op("Add", [x, h]) if stride == 1 and cin == cout else h
+
+    def separable(self, x: str, cin: int, cout: int, stride: int, kernel: int = 3,
+                  se: bool = False, act: str = "relu") -> str:
+        """Depthwise-separable block: depthwise (+ SE), pointwise; residual if shapes match."""
+        h = self.conv(x, cin, cin, kernel, stride, groups=cin, act=act)
+        if se:
+            h = self.squeeze_excite(h, cin)
+        h = self.conv(h, cin, cout, 1, act=act)
+        return self.op("Add", [x, h]) if stride == 1 and cin == cout else h
 
     def linear(self, x: str, fin: int, fout: int) -> str:
         w = self.rng.normal(0, np.sqrt(1.0 / fin), (fout, fin))

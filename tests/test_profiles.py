@@ -342,3 +342,35 @@ def test_gauge_ratio_divides_out_the_host_speed(tmp_path):
     torch.onnx.export(big, (torch.zeros(1, 1, 32, 32),), str(tmp_path / "big.onnx"), dynamo=False)
     r = measure_latency(tmp_path / "big.onnx", x, settings, gauge)
     assert r.gauge_ratio > 3 and r.raw_median_ms > 0 and r.p90_ms >= r.median_ms
+
+
+@pytest.mark.parametrize("block,kwargs", [
+    ("ir", dict(kernel=5, stride=1, expansion=4, se=True, act="hswish")),
+    ("ir", dict(kernel=7, stride=2, expansion=1, se=False, act="relu6")),
+    ("ds", dict(kernel=3, stride=1, expansion=1, se=True, act="relu6")),
+])
+def test_calibration_blocks_cost_what_the_search_space_exports(tmp_path, block, kwargs):
+    """The torch-free micro-benchmark blocks must be the graphs the search really exports, or
+    calibration fits kernels the candidates never run."""
+    from edgeshrink.spaces.blocks import BLOCKS
+    from edgeshrink.spaces.bn_folding import fold_batchnorm
+
+    chs, size = 24, 8
+    torch_block = BLOCKS[block](chs, chs, **kwargs).eval()
+    torch.onnx.export(fold_batchnorm(torch_block), (torch.zeros(1, chs, size, size),),
+                      str(tmp_path / "t.onnx"), opset_version=17, dynamo=False)
+    g = GraphBuilder(np.random.default_rng(0))
+    k, st, se, act = kwargs["kernel"], kwargs["stride"], kwargs["se"], kwargs["act"]
+    if block == "ir":
+        out = g.inverted_residual("input", chs, chs, kwargs["expansion"], st, k, se, act)
+    else:
+        out = g.separable("input", chs, chs, st, k, se, act)
+    half = size // st
+    onnx.save(g.model([1, chs, size, size], out, [1, chs, half, half]), tmp_path / "b.onnx")
+
+    def costs(name):
+        return [(la.op_type, la.op_class, la.macs, la.weight_elements)
+                for la in analyse_graph(tmp_path / name)]
+
+    assert costs("b.onnx") == costs("t.onnx")
+    assert len(costs("b.onnx")) >= 2
