@@ -37,6 +37,10 @@ class TrainSettings:
     lr: float = 0.01
     weight_decay: float = 4e-5
     calibration_samples: int = 128
+    # Channels-last (NHWC) is the layout oneDNN's CPU convolutions run natively; in NCHW every
+    # depthwise and pointwise conv pays reorders. Same arithmetic, faster epochs
+    # (benchmarks/training_layout.py).
+    channels_last: bool = True
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):
@@ -70,6 +74,8 @@ def train_distilled(
     """
     if epochs <= 0:
         return float("nan")
+    layout = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)  # undone before returning
     gen = torch.Generator().manual_seed(seed)
     params = list(model.parameters())
     captured: list[torch.Tensor] = []
@@ -85,7 +91,10 @@ def train_distilled(
         regressor = HintRegressor(captured.pop().shape[1], hint.targets.shape[1],
                                   hint.targets.shape[-1])
         params += list(regressor.parameters())
-    opt = torch.optim.AdamW(params, lr=lr or settings.lr, weight_decay=settings.weight_decay)
+    # fused: one kernel for all ~100 small parameter tensors instead of a Python loop (4% faster
+    # epochs on default-space students; same update rule).
+    opt = torch.optim.AdamW(params, lr=lr or settings.lr, weight_decay=settings.weight_decay,
+                            fused=True)
     steps = epochs * math.ceil(len(x) / settings.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     ce = nn.CrossEntropyLoss()
@@ -94,7 +103,7 @@ def train_distilled(
     for epoch in range(1, epochs + 1):
         total, count = 0.0, 0
         for idx in _batches(len(x), settings.batch_size, gen):
-            logits = model(x[idx])
+            logits = model(x[idx].contiguous(memory_format=layout))
             if teacher_logits is None or alpha == 0:
                 loss = ce(logits, y[idx])
             else:
@@ -116,6 +125,7 @@ def train_distilled(
             model.train()
     if handle is not None:
         handle.remove()
+    model.to(memory_format=torch.contiguous_format)
     model.eval()
     return mean_loss
 
