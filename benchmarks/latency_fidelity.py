@@ -85,7 +85,7 @@ def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
         # Round-robin, as in calibration: a slow spell hits one timing of many models.
         times = np.array([[measure_latency(path, sample, host.measurement, gauge).median_ms
                            for path in paths] for _ in range(args.repeats)])
-        test_layers = [analyse_graph(path) for path in paths]
+        test_layers = [analyse_graph(path, "onnxruntime") for path in paths]
     return samples, test_layers, times, labels, gauge.ms
 
 

@@ -37,6 +37,7 @@ from edgeshrink.hardware_profiles.registry import (
 )
 
 CHAIN_LENGTHS = (1, 4)
+FUSION = "onnxruntime"  # the micro-benchmarks are timed with onnxruntime: read its graph
 MAX_GMACS = 1e5  # above any edge device; caps a rate the fit left unbounded
 MAX_BANDWIDTH_GBPS = 1e3
 
@@ -83,6 +84,17 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     MicroBench("depthwise", 18, 16, 3), MicroBench("depthwise", 36, 8, 5),
     MicroBench("depthwise", 72, 4, 3), MicroBench("ir_block", 12, 16, 3, 6),
     MicroBench("ir_block", 18, 8, 5, 3, 2),
+    # The rest of the block space: kernel 7, expansion 1 and 4, squeeze-excitation (pooling,
+    # two tiny 1x1 convs, a gate and a multiply), ReLU6 and hard-swish activations.
+    MicroBench("depthwise", 48, 16, 7), MicroBench("depthwise", 96, 8, 7),
+    *(MicroBench("ir_block", c, s, k, e, st, se, act) for c, s, k, e, st, se, act in (
+        (16, 16, 3, 6, 1, True, "relu6"), (24, 8, 5, 4, 2, True, "hswish"),
+        (32, 4, 7, 6, 1, True, "relu6"), (16, 16, 5, 3, 1, False, "hswish"),
+        (12, 16, 7, 4, 2, False, "hswish"), (24, 8, 7, 1, 1, False, "relu6"),
+        (16, 16, 3, 4, 2, True, "hswish"))),
+    *(MicroBench("ds_block", c, s, k, 1, st, se, act) for c, s, k, st, se, act in (
+        (16, 16, 7, 2, True, "relu6"), (32, 8, 3, 1, False, "hswish"),
+        (24, 8, 5, 1, True, "hswish"))),
     # Whole small networks (stem, blocks, pooling, classifier head): what a network costs beyond
     # its layers (input and output layout changes, the head) only shows up here.
     *(MicroBench("net", c, 16, k, e) for c, k, e in (
@@ -126,9 +138,11 @@ def _network(g: GraphBuilder, bench: MicroBench) -> onnx.ModelProto:
     """A 4-stage MobileNet-like classifier on a 1-channel image (the default data's shape)."""
     c, k, e, size = bench.channels, bench.kernel, bench.expansion, bench.size
     se, act = bench.se, bench.act
+    g.scope = FRONT  # the first half: mixed-precision variants quantize only this part
     x = g.conv("input", 1, c, 3, act=act)
     x = g.inverted_residual(x, c, c, e, 1, k, se, act)
     x = g.inverted_residual(x, c, c * 3 // 2, e, 2, k, se, act)
+    g.scope = ""
     x = g.separable(x, c * 3 // 2, 2 * c, 2, k, se, act)
     x = g.inverted_residual(x, 2 * c, 4 * c, e, 1, k, se, act)
     x = g.conv(x, 4 * c, 8 * c, 1, act=act)
@@ -162,12 +176,29 @@ def build_micro_model(bench: MicroBench, length: int) -> onnx.ModelProto:
     return g.model(shape, _chain(g, bench, "input", length), shape)
 
 
-def _int8(model_path: Path, out: Path, shape: list[int]) -> None:
-    # Reuses the search's own int8 recipe, so calibration times what the search exports.
-    from edgeshrink.spaces.quantization import int8_static
+FRONT = "front/"  # node-name prefix of a network micro-benchmark's first half
 
+# How each int8 variant is quantized: QuantPlan(default, prefixes, act_symmetric) arguments.
+# The search samples all of these: uint8 or symmetric int8 activations, and int8 stages next to
+# float ones, whose boundaries run real Quantize / Dequantize operators.
+INT8_VARIANTS: dict[str, tuple[str, dict[str, str], bool]] = {
+    "int8": ("int8", {}, False),
+    "int8_symmetric": ("int8", {}, True),
+    "int8_front": ("fp32", {FRONT: "int8"}, False),  # networks only: int8 first half
+    "int8_back": ("int8", {FRONT: "fp32"}, True),  # networks only: int8 second half
+}
+NETWORK_ONLY = frozenset({"int8_front", "int8_back"})
+
+
+def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8") -> None:
+    # Reuses the search's own quantizer, so calibration times what the search exports.
+    from edgeshrink.spaces.precision_plan import QuantPlan
+    from edgeshrink.spaces.quantization import quantize_with_plan
+
+    default, prefixes, symmetric = INT8_VARIANTS[variant]
     rng = np.random.default_rng(0)
-    int8_static(model_path, out, rng.normal(size=(16, *shape[1:])).astype(np.float32))
+    quantize_with_plan(model_path, out, rng.normal(size=(16, *shape[1:])).astype(np.float32),
+                       QuantPlan(default, prefixes, act_symmetric=symmetric))
 
 
 @dataclass(frozen=True)
@@ -196,12 +227,16 @@ def run_micro_benchmarks(
             onnx.save(model, fp32)
             dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
             x = np.random.default_rng(1).normal(size=dims).astype(np.float32)
-            for precision in precisions:
+            variants = [p for p in precisions if p != "int8"]
+            if "int8" in precisions:
+                variants += [v for v in INT8_VARIANTS
+                             if bench.op_class == "net" or v not in NETWORK_ONLY]
+            for variant in variants:
                 path = fp32
-                if precision == "int8":
-                    path = workdir / f"{bench.label}_x{length}_int8.onnx"
-                    _int8(fp32, path, dims)
-                built.append((bench, length, precision, path, x))
+                if variant in INT8_VARIANTS:
+                    path = workdir / f"{bench.label}_x{length}_{variant}.onnx"
+                    _int8(fp32, path, dims, variant)
+                built.append((bench, length, variant, path, x))
     times: list[list[float]] = [[] for _ in built]
     for r in range(repeats):
         for i, (bench, length, precision, path, x) in enumerate(built):
@@ -210,7 +245,7 @@ def run_micro_benchmarks(
                 progress(f"[{r + 1}/{repeats}] {bench.label} x{length} {precision}: "
                          f"{times[i][-1]:.4f} ms")
     return [Sample(bench.label, precision, length,
-                   [la for la in analyse_graph(path) if la.macs > 0], float(np.median(ts)))
+                   [la for la in analyse_graph(path, FUSION) if la.macs > 0], float(np.median(ts)))
             for (bench, length, precision, path, _), ts in zip(built, times, strict=True)]
 
 
@@ -395,8 +430,9 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
         if unaligned:
             lines += ["", f"[efficiency.{p}.unaligned]",
                       *(f"{c} = {v:.6g}" for c, v in unaligned.items())]
-    lines += ["", "[layout]  # channel block of the kernels, fitted",
-              *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items())]
+    lines += ["", "[layout]  # channel block of the kernels, fitted; the runtime that was timed",
+              *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items()),
+              f'fusion = "{FUSION}"']
     lines += ["", "[sparsity]", 'support = "none"', ""]
     return "\n".join(lines)
 

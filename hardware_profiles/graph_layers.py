@@ -13,6 +13,12 @@ turns these into time on a profile; the graph is read as a deployment runtime wo
   those Casts are free, and an activation after a rounded conv still fuses into it.
 - An activation (Relu, Clip, ...) directly after a convolution or matmul is fused into it.
 - Shape-only nodes (Flatten, Reshape, Constant, ...) move no data and cost nothing.
+
+That is the ``qdq`` reading: a runtime that fuses every QDQ pattern (TFLite-style int8 graphs on
+a phone or an MCU). The ``onnxruntime`` reading (profiles with ``[layout] fusion =
+"onnxruntime"``: ``host`` and every calibrated profile) reads the graph after onnxruntime's own
+rewrites (``runtime_graph``): its ``QLinear*`` kernels run at int8, and each QuantizeLinear /
+DequantizeLinear it could not fuse is a layer of its own, as is the float layer between them.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from edgeshrink.hardware_profiles.registry import FUSIONS
+
 # Registry: ONNX op type -> operator class. Conv is refined by its shape (see _conv_class).
 OP_CLASSES: dict[str, str] = {
     "Conv": "conv", "ConvInteger": "conv", "QLinearConv": "conv",
@@ -34,7 +42,21 @@ OP_CLASSES: dict[str, str] = {
     "BatchNormalization": "elementwise", "QLinearAdd": "elementwise", "QLinearMul": "elementwise",
     "GlobalAveragePool": "pooling", "AveragePool": "pooling", "MaxPool": "pooling",
     "QLinearGlobalAveragePool": "pooling",
+    # onnxruntime's fused kernels (com.microsoft domain), seen in the ``onnxruntime`` reading.
+    "FusedConv": "conv", "FusedGemm": "matmul", "QGemm": "matmul",
+    "QLinearSigmoid": "elementwise", "QLinearLeakyRelu": "elementwise",
+    "QLinearAveragePool": "pooling",
 }
+# Which input holds the weights, by op type (the others read only activations).
+WEIGHT_INPUT = {"Conv": 1, "FusedConv": 1, "Gemm": 1, "FusedGemm": 1, "MatMul": 1,
+                "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3}
+# onnxruntime's int8 kernels and the inputs that carry activations (the rest: scales, zeros).
+INT8_KERNEL_INPUTS = {"QLinearConv": (0,), "QLinearMatMul": (0,), "QGemm": (0,),
+                      "QLinearAdd": (0, 3), "QLinearMul": (0, 3),
+                      "QLinearGlobalAveragePool": (0,), "QLinearAveragePool": (0,),
+                      "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,)}
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
+RUNTIME_WEIGHTS = "dequantized at run time"  # weight_of's answer for an unfused Dequantize
 FREE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Constant",
                       "Identity", "Shape", "Squeeze", "Unsqueeze", "Transpose", "Gather",
                       "Concat", "Cast"})
@@ -67,6 +89,9 @@ class Layer:
     in_channels: int = 0
     out_channels: int = 0
     depthwise: bool = False
+    # Weights an operator computes at run time (a Dequantize the runtime did not fuse): kernels
+    # that pre-pack weights into a blocked layout cannot take the layer; a generic one runs it.
+    runtime_weights: bool = False
 
     def blocked_macs(self, block: int) -> float:
         """MACs once the channels are padded to a multiple of ``block``."""
@@ -80,6 +105,8 @@ class Layer:
     def aligned(self, block: int) -> bool:
         """Whether blocked kernels take this layer: its input channels fill whole blocks, or it
         reads the image itself (a few channels, which blocked kernels read as they are)."""
+        if self.runtime_weights:
+            return False
         if block <= 1 or not self.out_channels:
             return True
         return self.in_channels % block == 0 or self.in_channels < 4
@@ -145,13 +172,22 @@ def _is_2to4(w: np.ndarray) -> bool:
     return bool((np.count_nonzero(flat.reshape(flat.shape[0], -1, 4), axis=2) <= 2).all())
 
 
-def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
-    """The graph's costly layers in execution order, as a deployment runtime would run them."""
+def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> list[Layer]:
+    """The graph's costly layers in execution order, as a deployment runtime would run them
+    (``fusion``: "qdq" or "onnxruntime", see the module's docstring)."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
+    runtime = fusion == "onnxruntime"
+    if runtime:
+        from edgeshrink.hardware_profiles.runtime_graph import onnxruntime_graph
+
+        model, shapes = onnxruntime_graph(model)
+    else:
+        shapes = _with_batch_one(model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    shapes = _with_batch_one(model)
     producer = {out: node for node in graph.node for out in node.output}
     quantized = {q.input[0] for q in graph.node if q.op_type == "QuantizeLinear"}
 
@@ -169,11 +205,16 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             t = inits[node.input[0]]
             prec = ("int4" if t.data_type in _INT4_TYPES
                     else "int8" if t.data_type in _INT8_TYPES else "fp32")
-            return numpy_helper.to_array(t), prec
+            # onnxruntime left the Dequantize standing: a float kernel reads float weights.
+            return numpy_helper.to_array(t), RUNTIME_WEIGHTS if runtime else prec
         return None, "fp32"
 
     def activation_precision(node: onnx.NodeProto) -> str:
+        if node.op_type in INT8_KERNEL_INPUTS:
+            return "int8"
         srcs = [producer.get(i) for i in node.input if i and i not in inits]
+        if runtime:  # anything onnxruntime could run at int8 it has fused into a QLinear op
+            return "fp16" if srcs and _is_fp16_rounding(srcs[0], producer) else "fp32"
         if srcs and all(s is not None and s.op_type == "DequantizeLinear" for s in srcs):
             return "int8" if quantized & set(node.output) else "fp32"
         return "fp16" if srcs and _is_fp16_rounding(srcs[0], producer) else "fp32"
@@ -182,31 +223,45 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
     layers: list[Layer] = []
     for node in graph.node:
         op = node.op_type
+        if runtime and op in QDQ_OPS:  # a conversion onnxruntime could not fuse: it runs
+            elems = sum(elements.get(i, 0) or (int(np.prod(inits[i].dims)) if i in inits else 0)
+                        for i in node.input[:1])
+            out = elements.get(node.output[0], elems)
+            layers.append(Layer(name=node.name or f"{op}_{len(layers)}", op_type=op,
+                                op_class="elementwise", precision="int8", macs=out,
+                                activation_elements=elems + out, weight_elements=0,
+                                weight_density=1.0, is_2to4=False, output_elements=out))
+            continue
         if op in FREE_OPS or op not in OP_CLASSES:
             continue
         if op in FUSABLE_ACTIVATIONS:
             src = _behind_rounding(producer.get(node.input[0]), producer)
             if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
-            if op in QDQ_FOLDED_ACTIVATIONS and _through_qdq(src, producer) in ("conv",
-                                                                                "matmul"):
+            if (not runtime and op in QDQ_FOLDED_ACTIVATIONS
+                    and _through_qdq(src, producer) in ("conv", "matmul")):
                 continue  # int8: the clamp is folded into the output quantization range
         act_in = [i for i in node.input if i and i not in inits
                   and (producer.get(i) is None or producer[i].op_type != "Constant")]
+        if op in INT8_KERNEL_INPUTS:
+            act_in = [node.input[k] for k in INT8_KERNEL_INPUTS[op] if k < len(node.input)]
         out_elems = elements.get(node.output[0], 0)
-        macs, w_elems, density, two_four = 0, 0, 1.0, False
+        macs, w_elems, density, two_four, runtime_weights = 0, 0, 1.0, False, False
         c_in = c_out = 0
         op_class = OP_CLASSES[op]
         precision = activation_precision(node)
-        if op in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
-            w, w_prec = weight_of(node.input[1])
+        if op in WEIGHT_INPUT and len(node.input) > WEIGHT_INPUT[op]:
+            w, w_prec = weight_of(node.input[WEIGHT_INPUT[op]])
             act_in = [node.input[0]]
             if w is not None:
                 w_elems = int(w.size)
                 density = float(np.count_nonzero(w)) / max(1, w.size)
                 two_four = _is_2to4(w) and density <= 0.5
-                precision = w_prec  # float weights: a float layer, whatever its input
-                if op == "Conv":
+                runtime_weights = w_prec == RUNTIME_WEIGHTS
+                if op not in INT8_KERNEL_INPUTS:
+                    # float weights: a float layer, whatever its input
+                    precision = "fp32" if runtime_weights else w_prec
+                if op_class == "conv":
                     group = next((a.i for a in node.attribute if a.name == "group"), 1)
                     op_class = _conv_class(w.shape, group)
                     out_dims = shapes.get(node.output[0], [])
@@ -234,5 +289,6 @@ def analyse_graph(model: onnx.ModelProto | Path | str) -> list[Layer]:
             in_channels=c_in,
             out_channels=c_out,
             depthwise=op_class == "depthwise",
+            runtime_weights=runtime_weights,
         ))
     return layers

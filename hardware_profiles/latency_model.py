@@ -125,4 +125,4 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
 
 def predict_latency(model: onnx.ModelProto | Path | str, profile: Profile) -> Prediction:
     """Latency of the file as it will run on the profile's device (the search uses this too)."""
-    return predict_layers(analyse_graph(model), profile)
+    return predict_layers(analyse_graph(model, profile.fusion), profile)

@@ -18,10 +18,11 @@ class GraphBuilder:
 
     def __init__(self, rng: np.random.Generator):
         self.rng, self.nodes, self.inits, self.n = rng, [], [], 0
+        self.scope = ""  # node-name prefix, so a quantization plan can pick a part of the graph
 
     def name(self, kind: str) -> str:
         self.n += 1
-        return f"{kind}{self.n}"
+        return f"{self.scope}{kind}{self.n}"
 
     def tensor(self, array: np.ndarray) -> str:
         name = self.name("w")
@@ -36,7 +37,7 @@ class GraphBuilder:
         b = self.rng.normal(0, 0.01, cout)
         out = self.name("conv")
         self.nodes.append(helper.make_node(
-            "Conv", [x, self.tensor(w), self.tensor(b)], [out], kernel_shape=[k, k],
+            "Conv", [x, self.tensor(w), self.tensor(b)], [out], name=out, kernel_shape=[k, k],
             strides=[stride, stride], pads=[k // 2] * 4, group=groups))
         return self.activation(out, act) if relu else out
 
@@ -79,12 +80,12 @@ class GraphBuilder:
         w = self.rng.normal(0, np.sqrt(1.0 / fin), (fout, fin))
         out = self.name("gemm")
         self.nodes.append(helper.make_node(
-            "Gemm", [x, self.tensor(w), self.tensor(np.zeros(fout))], [out], transB=1))
+            "Gemm", [x, self.tensor(w), self.tensor(np.zeros(fout))], [out], name=out, transB=1))
         return out
 
     def op(self, op_type: str, inputs: list[str], **attrs: object) -> str:
         out = self.name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
     def model(self, input_shape: list[int | str], output: str, output_shape: list[int | str],

@@ -14,7 +14,10 @@ Schema (version 2), every number with its source in the file:
                    optional [efficiency.unaligned] / [efficiency.<precision>.unaligned]: shares
                    for layers whose input channels are off the channel block
     [layout]       optional: channel_block (kernels pad channels to a multiple of it; default
-                   1), channel_block_<precision> where a precision's kernels differ
+                   1), channel_block_<precision> where a precision's kernels differ;
+                   fusion = "qdq" (default: every QDQ pattern runs as an int8 kernel) or
+                   "onnxruntime" (the device runs onnxruntime: read the graph after its rewrites,
+                   unfused Quantize/Dequantize nodes cost time; see graph_layers)
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
     [energy]       optional: pj_per_byte and pj_per_mac.<precision>
     [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
@@ -35,6 +38,7 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "pooling")
 SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
+FUSIONS = ("qdq", "onnxruntime")  # how a runtime fuses QDQ graphs; see graph_layers
 
 
 class ProfileError(ValueError):
@@ -74,6 +78,7 @@ class Profile:
     pj_per_byte: float | None = None
     sources: tuple[str, ...] = ()
     channel_block: dict[str, int] = field(default_factory=dict)  # by precision; default 1
+    fusion: str = "qdq"  # how the device's runtime fuses QDQ graphs (graph_layers.FUSIONS)
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
 
@@ -209,7 +214,10 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
     energy = _table(raw, "energy", source, required=False)
     layout = _table(raw, "layout", source, required=False)
     blocks: dict[str, int] = {}
+    fusion = _choice(layout.get("fusion", "qdq"), FUSIONS, "layout.fusion", source)
     for key, value in layout.items():
+        if key == "fusion":
+            continue
         prec = key[len("channel_block_"):] if key.startswith("channel_block_") else None
         if key != "channel_block" and prec is None:
             raise ProfileError(f"profile {source}: unknown field 'layout.{key}'")
@@ -273,6 +281,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         pj_per_byte=_get(energy, "pj_per_byte", num, source, "energy", None),
         sources=tuple(str(s) for s in sources),
         channel_block=blocks,
+        fusion=fusion,
         measurement=measurement,
         source=source,
     )

@@ -101,6 +101,7 @@ def test_good_profile_file_loads(tmp_path):
         ("pooling = 0.5", "pooling = 0.5\n[efficiency.fp16]\nconv = 0.5", "efficiency.fp16"),
         ("pooling = 0.5", "pooling = 0.5\n[layout]\nchannel_block = 0", "layout.channel_block"),
         ("pooling = 0.5", "pooling = 0.5\n[layout]\nchannel_blok = 4", "layout.channel_blok"),
+        ("pooling = 0.5", 'pooling = 0.5\n[layout]\nfusion = "tflite"', "layout.fusion"),
     ],
 )
 def test_bad_profile_file_names_the_field(tmp_path, old, new, field):
@@ -269,11 +270,11 @@ def test_calibrate_then_load_round_trip(tmp_path):
     assert out.is_file() and not list(out.parent.glob(".*partial*"))
     again = load_profile(str(out))
     assert again == profile and again.name == "mine" and again.precisions == ("fp32", "int8")
-    assert again.latency_method == "predicted"
+    assert again.latency_method == "predicted" and again.fusion == "onnxruntime"
     assert fit.mape < 0.5
     for bench in benches:
         model = build_micro_model(bench, 4)
-        layers = [la for la in analyse_graph(model) if la.macs > 0]
+        layers = [la for la in analyse_graph(model, again.fusion) if la.macs > 0]
         assert predict_latency(model, again).total_ms == pytest.approx(fit.predict_ms(layers),
                                                                        rel=0.01)
 
@@ -374,3 +375,70 @@ def test_calibration_blocks_cost_what_the_search_space_exports(tmp_path, block, 
 
     assert costs("b.onnx") == costs("t.onnx")
     assert len(costs("b.onnx")) >= 2
+
+
+def _quantized(tmp_path, model: onnx.ModelProto, name: str, plan) -> Path:
+    from edgeshrink.spaces.quantization import quantize_with_plan
+
+    src, out = tmp_path / f"{name}_fp32.onnx", tmp_path / f"{name}.onnx"
+    onnx.save(model, src)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    quantize_with_plan(src, out, np.random.default_rng(0).normal(size=(8, *dims[1:])).astype(
+        np.float32), plan)
+    return out
+
+
+def test_onnxruntime_reading_prices_what_onnxruntime_fuses(tmp_path):
+    """A conv with hard-swish. uint8 activations: onnxruntime fuses the QDQ conv into
+    QLinearConv. Symmetric int8 activations: it has no such kernel on x86, so the conv runs in
+    float on weights dequantized at run time, between real Quantize / Dequantize operators;
+    the qdq reading sees an int8 conv in both files."""
+    from edgeshrink.spaces.precision_plan import QuantPlan
+
+    g = GraphBuilder(np.random.default_rng(0))
+    model = g.model([1, 16, 8, 8], g.conv("input", 16, 32, 3, act="hswish"), [1, 32, 8, 8])
+    macs = 32 * 64 * 16 * 9
+    uint8 = _quantized(tmp_path, model, "u8", QuantPlan("int8"))
+    sym = _quantized(tmp_path, model, "s8", QuantPlan("int8", act_symmetric=True))
+    for path in (uint8, sym):
+        (qdq,) = [la for la in analyse_graph(path) if la.op_class == "conv"]
+        assert (qdq.op_type, qdq.precision, qdq.macs) == ("Conv", "int8", macs)
+    fused = analyse_graph(uint8, "onnxruntime")
+    (conv,) = [la for la in fused if la.op_class == "conv"]
+    assert (conv.op_type, conv.precision, conv.macs, conv.runtime_weights) == (
+        "QLinearConv", "int8", macs, False)
+    unfused = analyse_graph(sym, "onnxruntime")
+    (conv,) = [la for la in unfused if la.op_class == "conv"]
+    assert (conv.op_type, conv.precision, conv.macs) == ("Conv", "fp32", macs)
+    assert conv.runtime_weights and not conv.aligned(16)
+
+    def converts(layers):
+        return [la for la in layers if la.op_type in ("QuantizeLinear", "DequantizeLinear")]
+
+    # Weights and bias dequantized at run time, activations round-tripped around the float ops.
+    assert len(converts(unfused)) > len(converts(fused)) >= 2
+    assert {la.op_class for la in converts(unfused)} == {"elementwise"}
+    # Priced on a profile that reads onnxruntime's graph, the unfused file costs more.
+    profile = _profile(tmp_path, GOOD + '[layout]\nfusion = "onnxruntime"\n')
+    assert profile.fusion == "onnxruntime"
+    assert predict_latency(sym, profile).total_ms > predict_latency(uint8, profile).total_ms
+    assert len(predict_latency(sym, profile).layers) == len(unfused)
+
+
+def test_mixed_precision_boundaries_are_layers_in_the_onnxruntime_reading(tmp_path):
+    from edgeshrink.hardware_profiles.calibrate import FRONT, MicroBench, build_micro_model
+    from edgeshrink.spaces.precision_plan import QuantPlan
+
+    model = build_micro_model(MicroBench("net", 8, 16, 3, 3), 1)
+    mixed = _quantized(tmp_path, model, "mixed", QuantPlan("fp32", {FRONT: "int8"}))
+    qdq, ort = analyse_graph(mixed), analyse_graph(mixed, "onnxruntime")
+    assert {la.precision for la in qdq} == {"fp32", "int8"}
+    int8_kernels = [la for la in ort if la.op_type.startswith("QLinear")]
+    assert int8_kernels and all(la.precision == "int8" for la in int8_kernels)
+    # MACs of the compute layers agree between the readings; only conversions are added.
+    def macs(layers):
+        return sum(la.macs for la in layers
+                   if la.op_class in ("conv", "depthwise", "pointwise", "matmul"))
+    assert macs(ort) == macs(qdq) > 0
+    assert any(la.op_type == "QuantizeLinear" for la in ort)
+    assert not any(la.op_type == "QuantizeLinear" for la in qdq)
