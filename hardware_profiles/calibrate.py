@@ -276,14 +276,16 @@ def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
 class Fit:
     per_inference_us: float
     per_layer_us: dict[str, float]  # by precision: int8 layers also requantize
-    gmacs: dict[tuple[str, str, bool], float]  # GMAC/s by (op class, precision, aligned)
+    gmacs: dict[tuple[str, str, str], float]  # GMAC/s by (op class, precision, kernel path)
     bandwidth_gbps: float
     mape: float  # on the micro-benchmarks themselves
     channel_block: dict[str, int] = field(default_factory=dict)  # by precision
 
     def rate(self, la: Layer) -> float:
-        key = _key(la, self.channel_block)
-        return self.gmacs.get(key) or self.gmacs[(la.op_class, la.precision, True)]
+        """The layer's path, else the next faster one it falls back to (as a profile does)."""
+        path = la.path(self.channel_block.get(la.precision, 1))
+        return next(self.gmacs[k] for q in PATH_FALLBACK[path]
+                    if self.gmacs.get(k := (la.op_class, la.precision, q)))
 
     def predict_ms(self, layers: list[Layer]) -> float:
         """The fitted roofline itself; the written profile must predict the same."""
@@ -293,8 +295,16 @@ class Fit:
                 la.bytes_moved() / self.bandwidth_gbps) for la in layers)) / 1e3
 
 
-def _key(la: Layer, blocks: dict[str, int]) -> tuple[str, str, bool]:
-    return la.op_class, la.precision, la.aligned(blocks.get(la.precision, 1))
+def _key(la: Layer, blocks: dict[str, int]) -> tuple[str, str, str]:
+    return la.op_class, la.precision, la.path(blocks.get(la.precision, 1))
+
+
+# Kernel paths (graph_layers.Layer.path) and what each falls back to without its own number,
+# the same chain Profile.efficiency_for follows.
+PATH_FALLBACK = {"aligned": ("aligned",), "unaligned": ("unaligned", "aligned"),
+                 "generic": ("generic", "unaligned", "aligned")}
+PATH_NOTES = {"unaligned": "input channels off the channel block",
+              "generic": "weights dequantized at run time: no pre-packed kernel"}
 
 
 BLOCK_CHOICES = (1, 4, 8, 16)  # channel blocks of common kernels: none, NEON, AVX2, AVX-512
@@ -315,7 +325,7 @@ def fit_roofline(samples: list[Sample], rounds: int = 20,
 
 def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
     keys = sorted({_key(la, blocks) for s in samples for la in s.layers}
-                  | {(la.op_class, la.precision, True) for s in samples for la in s.layers})
+                  | {(la.op_class, la.precision, "aligned") for s in samples for la in s.layers})
     precs = sorted({la.precision for s in samples for la in s.layers})
     layer_col = {p: 1 + i for i, p in enumerate(precs)}
     first = 1 + len(precs)
@@ -374,9 +384,12 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
     peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
     base = "fp32" if "fp32" in peak else precisions[0]
 
-    def share(c: str, p: str, aligned: bool = True) -> float | None:
-        v = fit.gmacs.get((c, p, aligned))
+    def share(c: str, p: str, path: str = "aligned") -> float | None:
+        v = fit.gmacs.get((c, p, path))
         return None if v is None else min(1.0, v / peak[p])
+
+    def chained(c: str, p: str, path: str) -> float | None:
+        return next((v for q in PATH_FALLBACK[path] if (v := share(c, p, q)) is not None), None)
 
     lines = [
         f"# Calibrated by `edgeshrink profile calibrate` on {dt.date.today().isoformat()}: "
@@ -411,25 +424,27 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
     known = [v for v in fallback.values() if v is not None]
     default = min(known) if known else 0.1
     lines += [f"{c} = {(fallback[c] or default):.6g}" for c in OP_CLASSES]
-    base_unaligned = {c: share(c, base, False) for c in OP_CLASSES
-                      if share(c, base, False) is not None}
-    if base_unaligned:
-        lines += ["", "[efficiency.unaligned]  # input channels off the channel block",
-                  *(f"{c} = {v:.6g}" for c, v in base_unaligned.items())]
+    base_paths = {path: {c: v for c in OP_CLASSES if (v := share(c, base, path)) is not None}
+                  for path in ("unaligned", "generic")}
+    for path, shares in base_paths.items():
+        if shares:
+            lines += ["", f"[efficiency.{path}]  # {PATH_NOTES[path]}",
+                      *(f"{c} = {v:.6g}" for c, v in shares.items())]
     for p in precisions:
         if p == base:
             continue
         overrides = {c: share(c, p) for c in OP_CLASSES if share(c, p) is not None}
         if overrides:
             lines += ["", f"[efficiency.{p}]", *(f"{c} = {v:.6g}" for c, v in overrides.items())]
-        # Every class the base table lists as unaligned needs this precision's own value (its
-        # aligned one where it has no unaligned data), or the base value would leak across.
-        unaligned = {c: share(c, p, False) or share(c, p) for c in OP_CLASSES
-                     if share(c, p, False) is not None
-                     or (c in base_unaligned and share(c, p) is not None)}
-        if unaligned:
-            lines += ["", f"[efficiency.{p}.unaligned]",
-                      *(f"{c} = {v:.6g}" for c, v in unaligned.items())]
+        for path, shares in base_paths.items():
+            # Every class the base table lists for this path needs this precision's own value
+            # (down its fallback chain where it has no data), or the base value would leak.
+            own = {c: v for c in OP_CLASSES
+                   if (v := share(c, p, path) if c not in shares else chained(c, p, path))
+                   is not None}
+            if own:
+                lines += ["", f"[efficiency.{p}.{path}]",
+                          *(f"{c} = {v:.6g}" for c, v in own.items())]
     lines += ["", "[layout]  # channel block of the kernels, fitted; the runtime that was timed",
               *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items()),
               f'fusion = "{FUSION}"']

@@ -111,6 +111,13 @@ class Layer:
             return True
         return self.in_channels % block == 0 or self.in_channels < 4
 
+    def path(self, block: int) -> str:
+        """Which kernel a runtime takes: its blocked fast path ("aligned"), the blocked path on
+        padded channels ("unaligned"), or a generic kernel for weights computed at run time."""
+        if self.runtime_weights:
+            return "generic"
+        return "aligned" if self.aligned(block) else "unaligned"
+
     def bytes_moved(self) -> float:
         return (self.activation_elements + self.weight_elements) * BYTES_PER_ELEMENT[
             self.precision]

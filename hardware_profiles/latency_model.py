@@ -88,7 +88,7 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         w_bytes = layer.weight_elements * size * storage_f
         moved = layer.activation_elements * size + w_bytes
         throughput = profile.peak_gmacs[layer.precision] * 1e9 * profile.efficiency_for(
-            layer.op_class, layer.precision, layer.aligned(block))
+            layer.op_class, layer.precision, layer.path(block))
         compute_s = eff_macs / throughput
         memory_s = moved / (profile.bandwidth_gbps * 1e9)
         ms = max(compute_s, memory_s) * 1e3 + profile.layer_overhead_us(layer.precision) / 1e3

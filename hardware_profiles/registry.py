@@ -12,7 +12,8 @@ Schema (version 2), every number with its source in the file:
     [efficiency]   share of peak per operator class (conv, depthwise, pointwise, matmul,
                    elementwise, pooling); a sub-table per precision overrides some classes;
                    optional [efficiency.unaligned] / [efficiency.<precision>.unaligned]: shares
-                   for layers whose input channels are off the channel block
+                   for layers whose input channels are off the channel block; likewise
+                   [efficiency.generic]: layers whose weights are dequantized at run time
     [layout]       optional: channel_block (kernels pad channels to a multiple of it; default
                    1), channel_block_<precision> where a precision's kernels differ;
                    fusion = "qdq" (default: every QDQ pattern runs as an int8 kernel) or
@@ -39,6 +40,7 @@ OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "poolin
 SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
 FUSIONS = ("qdq", "onnxruntime")  # how a runtime fuses QDQ graphs; see graph_layers
+PATHS = ("generic", "unaligned")  # kernel paths off the blocked fast path, slowest first
 
 
 class ProfileError(ValueError):
@@ -68,8 +70,9 @@ class Profile:
     efficiency: dict[str, float]  # by operator class
     per_layer_us_by_precision: dict[str, float] = field(default_factory=dict)
     efficiency_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
-    # Layers off the channel block, by precision ("" = any): see _efficiency.
-    unaligned_efficiency: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Layers off the blocked fast path, by path ("unaligned", "generic"), then by precision
+    # ("" = any): see _efficiency.
+    path_efficiency: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     sparsity_support: str = "none"
     min_sparsity: float = 0.0
     ram_bytes: int | None = None
@@ -92,10 +95,12 @@ class Profile:
     def layer_overhead_us(self, precision: str) -> float:
         return self.per_layer_us_by_precision.get(precision, self.per_layer_us)
 
-    def efficiency_for(self, op_class: str, precision: str, aligned: bool = True) -> float:
-        if not aligned:
+    def efficiency_for(self, op_class: str, precision: str, path: str = "aligned") -> float:
+        """Share of peak for a layer on kernel ``path`` (graph_layers.Layer.path); a generic
+        kernel falls back to the unaligned share, that to the aligned one."""
+        for kind in PATHS[PATHS.index(path):] if path in PATHS else ():
             for key in (precision, ""):
-                share = self.unaligned_efficiency.get(key, {}).get(op_class)
+                share = self.path_efficiency.get(kind, {}).get(key, {}).get(op_class)
                 if share is not None:
                     return share
         return self.efficiency_overrides.get(precision, {}).get(op_class,
@@ -159,25 +164,27 @@ def _class_shares(table: dict[str, Any], where: str, source: str) -> dict[str, f
 
 
 def _efficiency(raw: dict[str, Any], source: str, precisions: tuple[str, ...]):
-    """Base shares, per-precision overrides and shares for layers off the channel block.
+    """Base shares, per-precision overrides and shares for layers off the blocked fast path.
 
-    ``unaligned`` ("" for every precision) holds the shares of layers whose input channels are
-    not a multiple of the profile's channel block: such kernels leave the blocked fast path.
+    ``paths[path][precision]`` ("" for every precision): "unaligned" layers have input channels
+    off the profile's channel block; "generic" layers read weights dequantized at run time,
+    which kernels that pre-pack constant weights cannot take.
     """
     table = _table(raw, "efficiency", source)
     base: dict[str, float] = {}
     overrides: dict[str, dict[str, float]] = {}
-    unaligned: dict[str, dict[str, float]] = {}
+    paths: dict[str, dict[str, dict[str, float]]] = {}
     for key, value in table.items():
-        if key == "unaligned":
-            unaligned[""] = _class_shares(_get(table, key, dict, source, "efficiency"),
-                                          "efficiency.unaligned", source)
+        if key in PATHS:
+            paths.setdefault(key, {})[""] = _class_shares(
+                _get(table, key, dict, source, "efficiency"), f"efficiency.{key}", source)
         elif isinstance(value, dict):
             _choice(key, precisions, f"efficiency.{key}", source)
             inner = dict(value)
-            if isinstance(inner.get("unaligned"), dict):
-                unaligned[key] = _class_shares(inner.pop("unaligned"),
-                                               f"efficiency.{key}.unaligned", source)
+            for path in PATHS:
+                if isinstance(inner.get(path), dict):
+                    paths.setdefault(path, {})[key] = _class_shares(
+                        inner.pop(path), f"efficiency.{key}.{path}", source)
             overrides[key] = _class_shares(inner, f"efficiency.{key}", source)
         else:
             _choice(key, OP_CLASSES, f"efficiency.{key}", source)
@@ -185,7 +192,7 @@ def _efficiency(raw: dict[str, Any], source: str, precisions: tuple[str, ...]):
     missing = [c for c in OP_CLASSES if c not in base]
     if missing:
         raise ProfileError(f"profile {source}: missing field 'efficiency.{missing[0]}'")
-    return base, overrides, unaligned
+    return base, overrides, paths
 
 
 def _share(value: Any, label: str, source: str) -> float:
@@ -229,7 +236,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
             blocks[prec] = value
     if "channel_block" in layout:
         blocks = {p: blocks.get(p, layout["channel_block"]) for p in peak}
-    efficiency, overrides, unaligned = _efficiency(raw, source, tuple(peak))
+    efficiency, overrides, paths = _efficiency(raw, source, tuple(peak))
     ram = _get(memory, "ram_bytes", int, source, "memory", None)
     storage = _get(memory, "storage_bytes", int, source, "memory", None)
     pj_mac = _get(energy, "pj_per_mac", dict, source, "energy", {})
@@ -268,7 +275,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
             for k in overhead if k.startswith("per_layer_us_")},
         efficiency=efficiency,
         efficiency_overrides=overrides,
-        unaligned_efficiency=unaligned,
+        path_efficiency=paths,
         sparsity_support=_choice(_get(sparsity, "support", str, source, "sparsity", "none"),
                                  SPARSITY_SUPPORT, "sparsity.support", source),
         min_sparsity=float(_get(sparsity, "min_sparsity", num, source, "sparsity", 0.0)),

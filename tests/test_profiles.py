@@ -179,9 +179,14 @@ def test_layers_off_the_channel_block_use_their_own_efficiency(tmp_path):
                    "[efficiency.int8.unaligned]\nconv = 0.05\n")
     text = text.replace("pooling = 0.5\n", "pooling = 0.5\n[efficiency.int8]\nconv = 0.25\n", 1)
     p = _profile(tmp_path, text)
-    assert p.efficiency_for("conv", "fp32", aligned=False) == 0.1
-    assert p.efficiency_for("conv", "int8", aligned=False) == 0.05
-    assert p.efficiency_for("pointwise", "fp32", aligned=False) == 0.5  # falls back
+    assert p.efficiency_for("conv", "fp32", "unaligned") == 0.1
+    assert p.efficiency_for("conv", "int8", "unaligned") == 0.05
+    assert p.efficiency_for("pointwise", "fp32", "unaligned") == 0.5  # falls back
+    # No generic-kernel numbers: a layer on run-time weights falls back to the unaligned share.
+    assert p.efficiency_for("conv", "int8", "generic") == 0.05
+    generic = _profile(tmp_path, text + "[efficiency.generic]\nconv = 0.02\n")
+    assert generic.efficiency_for("conv", "fp32", "generic") == 0.02
+    assert generic.efficiency_for("conv", "fp32", "unaligned") == 0.1
     off = predict_latency(_single_conv(12, 16, 8, 3), p).layers[0]
     on = predict_latency(_single_conv(16, 16, 8, 3), p).layers[0]
     stem = predict_latency(_single_conv(1, 16, 8, 3), p).layers[0]
@@ -410,7 +415,7 @@ def test_onnxruntime_reading_prices_what_onnxruntime_fuses(tmp_path):
     unfused = analyse_graph(sym, "onnxruntime")
     (conv,) = [la for la in unfused if la.op_class == "conv"]
     assert (conv.op_type, conv.precision, conv.macs) == ("Conv", "fp32", macs)
-    assert conv.runtime_weights and not conv.aligned(16)
+    assert conv.runtime_weights and conv.path(16) == "generic"
 
     def converts(layers):
         return [la for la in layers if la.op_type in ("QuantizeLinear", "DequantizeLinear")]
