@@ -14,14 +14,21 @@
    second table uses a loose reference (accuracy 0.1 = chance, 1.1 x the slowest latency of all
    candidates), where any decent point scores high.
 4. The early-stop rule (``search/early_stop.py``) is replayed on the cached learning curves: how
-   many candidates it would abort and whether any true Pareto point is among them.
+   many candidates it would abort and whether any true Pareto point is among them. Twice: with
+   network containment alone (the old rule), and with the latency preview as well (a candidate's
+   latency is known before training; on a predicted profile the preview is the cached latency
+   exactly, ``tests/test_latency_preview.py``).
 
-Run: ``.venv/bin/python benchmarks/sampler_replay.py`` (``--help`` for options).
+Run: ``.venv/bin/python benchmarks/sampler_replay.py`` (``--help`` for options);
+``--early-stop-only`` replays the rule on the cache as it is, without the samplers and without
+evaluating anything, and ``--latency-margins 0.02,0.1`` adds rows for other margins of the
+latency comparison (``EarlyStopRule.latency_margin``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -30,6 +37,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +55,7 @@ from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.samplers import SAMPLERS, make_sampler
 from edgeshrink.search.sampling import suggest_params
 from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.pruning import PRUNING_METHODS
 from edgeshrink.spaces.space import Categorical, FloatRange, IntRange, SearchSpace, load_space
 
 HERE = Path(__file__).resolve().parent
@@ -134,30 +143,90 @@ def replay(space: SearchSpace, results: dict[str, dict], sampler: str, seed: int
     return [tuple(t.values) for t in study.trials]
 
 
+def later_epochs(candidate: Candidate, settings: TrainSettings) -> int:
+    """Fine-tune epochs a trial runs after distillation (after each pruning step, and for QAT):
+    an abort at any epoch skips them too."""
+    prunes = candidate.sparsity > 0 or not PRUNING_METHODS[candidate.pruning].uses_sparsity
+    quantized = {candidate.precision, *candidate.stage_precisions} & {"int8", "int4"}
+    return ((settings.prune_steps * settings.finetune_epochs if prunes else 0)
+            + (max(1, settings.finetune_epochs) if candidate.qat and quantized else 0))
+
+
 def early_stop_check(space: SearchSpace, results: dict[str, dict], front: set[str],
-                     seed: int) -> dict[str, float]:
+                     seed: int, preview: bool = False, rule: EarlyStopRule = RULE,
+                     settings: TrainSettings | None = None) -> dict[str, float]:
     """Replay the early-stop rule over candidates in a random order, each judged on the ones before.
 
-    Returns the share aborted, the epochs saved and how many true Pareto points were aborted.
+    ``preview``: the rule also knows each candidate's latency before training (its cached,
+    predicted latency: what the preview gives on a predicted profile) and compares it with the
+    finished trials' latencies; otherwise containment alone. Returns the share aborted, the
+    distillation epochs saved, all training epochs saved (with the fine-tunes after pruning and
+    for QAT, as ``settings`` sets them) and how many true Pareto points were aborted.
     """
-    rule = RULE
+    settings = settings or TrainSettings()
     keys = sorted(results)
     order = np.random.default_rng(seed).permutation(len(keys))
     history: list[Finished] = []
-    aborted = lost = epochs_saved = 0
+    aborted = lost = epochs_saved = all_saved = 0
     for idx in order:
         r = results[keys[idx]]
         candidate = space.candidate_from_params(r["params"])
         n_epochs = len(r["curve"])
+        latency = r["latency_ms"] if preview else None
         for epoch, acc in enumerate(r["curve"], start=1):
-            if rule.reason(epoch, acc, candidate, history) is not None:
+            if rule.reason(epoch, acc, candidate, history, latency_ms=latency) is not None:
                 aborted += 1
                 lost += keys[idx] in front
                 epochs_saved += n_epochs - epoch
+                all_saved += n_epochs - epoch + later_epochs(candidate, settings)
                 break
         else:
-            history.append(Finished(candidate, r["accuracy"], tuple(r["curve"])))
-    return {"aborted": aborted / len(keys), "lost": lost, "epochs_saved": epochs_saved}
+            history.append(Finished(candidate, r["accuracy"], tuple(r["curve"]),
+                                    r["latency_ms"]))
+    return {"aborted": aborted / len(keys), "lost": lost, "epochs_saved": epochs_saved,
+            "all_epochs_saved": all_saved}
+
+
+def cached_results(args: argparse.Namespace, space: SearchSpace) -> dict[str, dict]:
+    """The cached grid as it is, whatever profile numbers it was made with (its latencies are
+    consistent among themselves, which is all the early-stop replay needs); evaluates nothing."""
+    stored = json.loads((args.run_dir / "grid.json").read_text())
+    results = {Candidate.from_json(k).to_json(): v for k, v in stored["results"].items()}
+    missing = [p for p in enumerate_space(space) if key_of(space, p) not in results]
+    if missing:
+        raise SystemExit(f"{len(missing)} grid candidates are not in {args.run_dir}/grid.json: "
+                         "run without --early-stop-only first")
+    print(f"cache {args.run_dir / 'grid.json'}: {stored['header']}")
+    return results
+
+
+def print_early_stop(space: SearchSpace, results: dict[str, dict], front: set[str],
+                     seeds: int, settings: TrainSettings,
+                     latency_margins: Sequence[float] = ()) -> None:
+    """Both rules side by side over the same random orders, then the new one with other
+    ``latency_margin`` values (how the default was chosen)."""
+    epochs = sum(len(r["curve"]) for r in results.values())
+    later = sum(later_epochs(space.candidate_from_params(r["params"]), settings)
+                for r in results.values())
+    print(f"\nearly-stop rule replayed on the grid ({seeds} random orders; {epochs} "
+          f"distillation epochs in all, {epochs + later} with the fine-tunes; {len(front)} true "
+          "Pareto points)\n\n| rule | aborted: mean (min-max) | distillation epochs saved: "
+          "mean (min-max) | all training epochs saved: mean | true Pareto points aborted, "
+          "all orders | orders losing any |\n|---|---|---|---|---|---|")
+    rows = [("containment only (old)", False, RULE),
+            (f"+ latency preview (new, latency margin {RULE.latency_margin:g})", True, RULE)]
+    rows += [(f"+ latency preview, latency margin {m:g}", True,
+              dataclasses.replace(RULE, latency_margin=m)) for m in latency_margins]
+    for label, preview, rule in rows:
+        checks = [early_stop_check(space, results, front, seed, preview, rule, settings)
+                  for seed in range(seeds)]
+        share = [c["aborted"] for c in checks]
+        saved = [c["epochs_saved"] for c in checks]
+        print(f"| {label} | {statistics.mean(share):.1%} ({min(share):.1%}-{max(share):.1%}) | "
+              f"{statistics.mean(saved):.1f} ({min(saved)}-{max(saved)}) | "
+              f"{statistics.mean(c['all_epochs_saved'] for c in checks):.1f} | "
+              f"{sum(c['lost'] for c in checks)} | {sum(c['lost'] > 0 for c in checks)} |",
+              flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -169,6 +238,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--budgets", default="10,25,50")
     p.add_argument("--samplers", default=",".join(SAMPLERS))
+    p.add_argument("--early-stop-only", action="store_true",
+                   help="replay only the early-stop rule, on the cached grid as it is")
+    p.add_argument("--latency-margins", default="",
+                   help="comma list: also replay the latency rule with these latency_margin")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # tiny models and the GP sampler: threads only contend here
     optuna.logging.set_verbosity(logging.ERROR)
@@ -176,11 +249,16 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=UserWarning)
 
     space = load_space(SPACE).with_precisions(load_profile(args.profile).precisions)
-    results = ground_truth(args, space)
+    results = cached_results(args, space) if args.early_stop_only else ground_truth(args, space)
     points = {k: (r["accuracy"], r["latency_ms"]) for k, r in results.items()}
     front = {k for k, (a, lat) in points.items()
              if not any(a2 >= a and l2 <= lat and (a2, l2) != (a, lat)
                         for a2, l2 in points.values())}
+    settings = TrainSettings(epochs=args.epochs, finetune_epochs=args.finetune_epochs)
+    margins = [float(m) for m in args.latency_margins.split(",") if m]
+    if args.early_stop_only:
+        print_early_stop(space, results, front, args.seeds, settings, margins)
+        return
     accs, lats = [points[k][0] for k in front], [points[k][1] for k in front]
     tight = (min(accs) - SLACK * (max(accs) - min(accs)),
              max(lats) + SLACK * (max(lats) - min(lats)))
@@ -219,12 +297,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"| {name} | " + " | ".join(cells) + f" | {unique:.1f} | "
                   f"{seconds[name]:.1f} |")
 
-    checks = [early_stop_check(space, results, front, seed) for seed in range(args.seeds)]
-    print(f"\nearly-stop rule replayed on the grid ({args.seeds} random orders): aborts "
-          f"{statistics.mean(c['aborted'] for c in checks):.0%} of candidates, saves "
-          f"{statistics.mean(c['epochs_saved'] for c in checks):.0f} distillation epochs of "
-          f"{len(results) * args.epochs}; true Pareto points aborted: "
-          f"{sum(c['lost'] for c in checks)} in {args.seeds} orders")
+    print_early_stop(space, results, front, args.seeds, settings, margins)
 
 
 if __name__ == "__main__":

@@ -17,16 +17,21 @@ from typing import Any
 
 import torch
 
-from edgeshrink.evaluators.compact_onnx import compact_tensor_names
+from edgeshrink.evaluators.artifact import (
+    artifact_latency,
+    channel_round_to,
+    quant_plan,
+    quantize_artifact,
+)
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.hints import teacher_hints
+from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.evaluators.supernet import SuperNet, prepare_inherited
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
-from edgeshrink.hardware_profiles.device_latency import device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.registry import Profile
@@ -35,9 +40,7 @@ from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.distillation import distillation_loss
 from edgeshrink.spaces.fake_quant import finish_qat, prepare_qat, qat_bits
-from edgeshrink.spaces.precision_plan import plan_for
 from edgeshrink.spaces.pruning import PruneContext, prune_model, weight_sparsity
-from edgeshrink.spaces.quantization import quantize_with_plan
 
 ARTIFACT = "model.onnx"
 
@@ -72,6 +75,9 @@ class EvaluationResult:
     # spaces.quantization.QuantReport: per precision "native" or "simulated" on this host
     quantization: dict[str, Any] = field(default_factory=dict)
     hint_applied: bool = False  # feature distillation ran (the teacher exposes feature maps)
+    # Latency of the untrained, pruned, quantized student (evaluators/latency_preview.py), taken
+    # before training when the search's early abort asked for it; None otherwise.
+    preview_latency_ms: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -99,6 +105,7 @@ def evaluate_candidate(
     gauge: Gauge | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     supernet: SuperNet | None = None,
+    on_preview: Callable[[float, str], None] | None = None,
 ) -> EvaluationResult:
     """Every metric returned is read off the file written to ``out_dir/model.onnx``.
 
@@ -106,8 +113,16 @@ def evaluate_candidate(
     distillation epoch and may raise to abort a hopeless candidate (the search's early stop).
     With a ``supernet`` (weight sharing) the student inherits its weights and recalibrated
     BatchNorm, and distils for the supernet's short fine-tune instead of training from scratch.
+    ``on_preview(latency_ms, method)`` sees the latency the artifact will have, previewed on the
+    untrained student before any training (stage "preview"), and may raise to abort then; it is
+    not called where the profile makes latency depend on trained weights (``preview_blocker``).
     """
     timer = _StageTimer()
+    preview = None
+    if on_preview is not None and preview_blocker(candidate, profile) is None:
+        with timer("preview"):
+            preview = preview_latency(candidate, data, profile, out_dir.parent, settings, gauge)
+        on_preview(preview.latency_ms, preview.method)
     torch.manual_seed(seed)
     model = build_student(candidate, data.in_channels, data.num_classes)
     epochs = settings.epochs
@@ -132,8 +147,7 @@ def evaluate_candidate(
                               _prune_context(candidate, data, teacher, profile, settings, seed))
     sparsity = weight_sparsity(model)
     float_weights = model.state_dict()  # weights.pt: before BatchNorm folding and QAT
-    plan = plan_for([candidate.precision_of_stage(s) for s in model.stage_of_block],
-                    candidate.precision, candidate.act_symmetric)
+    plan = quant_plan(candidate, model)
     with timer("qat"):
         if candidate.qat and set(plan.precisions) & {"int8", "int4"}:
             # Fake-quantized fine-tune on folded weights, at the grid onnxruntime then stores.
@@ -154,16 +168,13 @@ def evaluate_candidate(
         export_onnx(model, fp32_path, data.in_channels, data.resolution)
         torch.save(float_weights, work / "weights.pt")
     with timer("quantize"):
-        calib = data.train.x[: settings.calibration_samples].numpy()
-        quant = quantize_with_plan(fp32_path, work / ARTIFACT, calib, plan)
-        compact_tensor_names(work / ARTIFACT)
+        quant = quantize_artifact(fp32_path, work / ARTIFACT, data, settings, plan)
     with timer("measure"):
         artifact = work / ARTIFACT
         labels = data.val.y.numpy()
         predictions = onnx_predict(artifact, data.val.x.numpy())
         accuracy = float((predictions == labels).mean())
-        latency = device_latency(artifact, data.val.x[:1].numpy(), profile, gauge,
-                                 method="predicted" if quant.simulated else None)
+        latency = artifact_latency(artifact, data, profile, gauge, quant)
         stats = graph_stats(fp32_path)
         size = artifact.stat().st_size
         gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
@@ -201,6 +212,7 @@ def evaluate_candidate(
         pruning=asdict(pruning),
         quantization=asdict(quant),
         hint_applied=hint is not None,
+        preview_latency_ms=None if preview is None else preview.latency_ms,
         stage_seconds=timer.seconds,
         versions=tool_versions(),
     )
@@ -232,7 +244,7 @@ def _prune_context(candidate: Candidate, data: DataSplits, teacher: Teacher, pro
     return PruneContext(example_input=x[:1], loss_fn=loss_fn,
                         finetune=finetune if settings.finetune_epochs > 0 else None,
                         steps=settings.prune_steps,
-                        round_to=profile.block_for(candidate.precision))
+                        round_to=channel_round_to(candidate, profile))
 
 
 class _StageTimer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -48,9 +49,11 @@ class Objective:
         trial.set_user_attr("profile", self.profile.name)
         if self.train_threads is not None:
             torch.set_num_threads(self.train_threads)
-        on_epoch = None
-        if self.early_stop is not None:
-            on_epoch = epoch_watcher(trial, candidate, self.early_stop, self.min_accuracy)
+        watch: dict[str, Any] = {}
+        if self.early_stop is not None:  # also previews the latency before training
+            watcher = epoch_watcher(trial, candidate, self.early_stop, self.min_accuracy,
+                                    self.max_latency_ms)
+            watch = {"on_epoch": watcher, "on_preview": watcher.on_preview}
         sharing = {} if self.supernet is None else {"supernet": self.supernet}
         if sharing:
             trial.set_user_attr("weight_sharing", True)
@@ -64,7 +67,7 @@ class Objective:
                 self.settings,
                 seed=self.seed + trial.number,
                 gauge=self.gauge,
-                on_epoch=on_epoch,
+                **watch,
                 **sharing,
             )
         except optuna.TrialPruned:

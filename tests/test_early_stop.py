@@ -11,9 +11,12 @@ from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_
 from edgeshrink.search.early_stop import (
     ABORT_ATTR,
     CURVE_ATTR,
+    LATENCY_TOLERANCE,
+    PREVIEW_ATTR,
     EarlyStopRule,
     Finished,
     epoch_watcher,
+    finished_history,
     no_slower,
 )
 from edgeshrink.search.hypervolume import hypervolume_2d
@@ -29,8 +32,9 @@ def _cand(width=0.5, blocks=("ds_k3_r1_s1_c16", "ir_k3_e3_r1_s2_c24"), precision
 SMALL = _cand()
 BIG = _cand(1.0, ("ds_k5_r2_s1_c16", "ir_k5_e6_r1_s2_c24"))
 OTHER = _cand(1.0, ("ir_k5_e6_r2_s1_c16", "ir_k5_e6_r1_s2_c24"))  # ds -> ir: not comparable
-# Ten finished copies of SMALL: each gained at most 0.10 after epoch 1 and 0.05 after epoch 2.
-HISTORY = [Finished(SMALL, 0.90, (0.80, 0.85))] * 10
+# Ten finished copies of SMALL: each gained at most 0.10 after epoch 1 and 0.05 after epoch 2,
+# and each runs in 1 ms.
+HISTORY = [Finished(SMALL, 0.90, (0.80, 0.85), latency=1.0)] * 10
 
 
 def test_hypervolume_matches_optuna_on_random_fronts():
@@ -85,11 +89,97 @@ def test_rule_aborts_only_when_a_contained_trial_is_out_of_reach():
     assert why is not None and "min-accuracy" in why
 
 
-def test_watcher_records_the_curve_and_prunes_through_optuna():
-    study = optuna.create_study(directions=["maximize", "minimize"])
+def test_rule_aborts_a_candidate_a_faster_trial_beats():
+    """OTHER contains no finished network; its preview latency decides."""
+    rule = EarlyStopRule(margin=0.02, latency_margin=0.15, min_finished=10)
+    # Best case 0.60 + 0.10 + 0.15 = 0.85 < 0.90, and the finished trials run in 1 ms against
+    # its 2 ms: it could only end dominated.
+    why = rule.reason(1, 0.60, OTHER, HISTORY, latency_ms=2.0)
+    assert why is not None and "reached 0.900 at 1 ms" in why and "previews 2 ms" in why
+    assert rule.reason(1, 0.60, OTHER, HISTORY, latency_ms=1.0) is not None  # as fast: too
+    # Faster than every finished trial: it may end on the front, however poor now.
+    assert rule.reason(1, 0.10, OTHER, HISTORY, latency_ms=0.99) is None
+    # Without a preview, containment alone: kept.
+    assert rule.reason(1, 0.60, OTHER, HISTORY) is None
+    # 0.70 + 0.10 + 0.15 = 0.95 may still be reached: kept, though containment's narrower
+    # margin would abort the same accuracy (0.82 < 0.90, BIG contains SMALL).
+    assert rule.reason(1, 0.70, OTHER, HISTORY, latency_ms=2.0) is None
+    assert rule.reason(1, 0.70, BIG, HISTORY, latency_ms=2.0) is not None
+    # A measured preview 1.2 ms may end at 1.2 / 1.25 = 0.96 ms, faster than 1 ms: kept.
+    tol = LATENCY_TOLERANCE["measured"]
+    assert rule.reason(1, 0.60, OTHER, HISTORY, latency_ms=1.2, tolerance=tol) is None
+    assert rule.reason(1, 0.60, OTHER, HISTORY, latency_ms=1.3, tolerance=tol) is not None
+    # Finished trials of unknown latency never count as faster.
+    unknown = [Finished(SMALL, 0.90, (0.80, 0.85))] * 10
+    assert rule.reason(1, 0.60, OTHER, unknown, latency_ms=2.0) is None
+
+
+def _study(n_objectives: int = 2, latency: float = 1.0) -> optuna.Study:
+    study = optuna.create_study(directions=["maximize"] + ["minimize"] * (n_objectives - 1))
     for h in HISTORY:
-        study.add_trial(create_trial(values=[h.accuracy, 1.0], user_attrs={
-            CURVE_ATTR: list(h.curve), "candidate": h.candidate.to_dict()}))
+        study.add_trial(create_trial(values=[h.accuracy, latency] + [1.0] * (n_objectives - 2),
+                                     user_attrs={CURVE_ATTR: list(h.curve),
+                                                 "candidate": h.candidate.to_dict()}))
+    return study
+
+
+def test_history_reads_latency_from_the_second_value():
+    history = finished_history(_study(3, latency=0.25).trials)
+    assert len(history) == 10 and {h.latency for h in history} == {0.25}
+
+
+@pytest.mark.parametrize(("n_objectives", "aborted"), [(2, True), (3, False)])
+def test_watcher_compares_latency_only_in_two_objective_studies(n_objectives, aborted):
+    study = _study(n_objectives)
+    watch = epoch_watcher(study.ask(), OTHER, EarlyStopRule())
+    watch.on_preview(2.0, "predicted")
+    if aborted:  # a finished trial at 1 ms has 0.90; at most 0.85 is reachable from 0.60
+        with pytest.raises(optuna.TrialPruned):
+            watch(1, 0.60)
+        assert "at 1 ms" in study.trials[-1].user_attrs[ABORT_ATTR]["reason"]
+    else:  # energy or size may favour the slower one: containment only
+        watch(1, 0.60)
+    assert study.trials[-1].user_attrs[PREVIEW_ATTR] == 2.0
+
+
+def test_preview_over_the_latency_limit_aborts_before_training():
+    study = _study()
+    watch = epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5)
+    with pytest.raises(optuna.TrialPruned):
+        watch.on_preview(1.6, "predicted")
+    attrs = study.trials[-1].user_attrs
+    assert attrs[ABORT_ATTR]["epoch"] == 0 and "--max-latency-ms 1.5" in attrs[ABORT_ATTR]["reason"]
+    assert attrs[PREVIEW_ATTR] == 1.6 and CURVE_ATTR not in attrs
+    # Measured: 1.6 ms may still end at 1.28 ms, within the limit; 1.9 ms may not.
+    epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+        1.6, "measured")
+    with pytest.raises(optuna.TrialPruned):
+        epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+            1.9, "measured")
+    # Within the limit, or no limit: goes on to training.
+    epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+        1.5, "predicted")
+    epoch_watcher(study.ask(), OTHER, EarlyStopRule()).on_preview(100.0, "predicted")
+
+
+def test_search_with_a_latency_limit_trains_nothing_it_cannot_keep(seeded_run_dir):
+    from edgeshrink.search.runner import SearchOptions, run_search
+
+    # Seed 0 reuses the session's teacher; the Pi profile predicts, so nothing is timed here.
+    study = run_search(SearchOptions(study="lim", run_dir=seeded_run_dir, trials=2, seed=0,
+                                     sampler="random", max_latency=1e-6, epochs=1,
+                                     finetune_epochs=1, progress=False,
+                                     profile="raspberry-pi-4"))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+    for t in study.trials:
+        assert t.user_attrs[ABORT_ATTR]["epoch"] == 0 and t.user_attrs[PREVIEW_ATTR] > 1e-6
+        assert CURVE_ATTR not in t.user_attrs  # not one epoch of training
+    assert not (seeded_run_dir / "trials").exists() or not any(
+        p.name.isdigit() for p in (seeded_run_dir / "trials").iterdir())
+
+
+def test_watcher_records_the_curve_and_prunes_through_optuna():
+    study = _study()
     trial = study.ask()
     watch = epoch_watcher(trial, BIG, EarlyStopRule())
     watch(1, 0.85)  # best case 0.97: keeps training

@@ -36,6 +36,9 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         assert again == t.values[0] == t.user_attrs["accuracy"]
         assert t.values[1] == t.user_attrs["latency_ms"] > 0
         assert t.user_attrs["latency_p90_ms"] >= t.user_attrs["latency_ms"]
+        # Early abort is on: the latency was previewed, and timed, before training.
+        assert t.user_attrs["preview_latency_ms"] > 0 and "preview" in t.user_attrs[
+            "stage_seconds"]
         with open(artifact, "rb") as fh:
             assert len(fh.read()) == t.user_attrs["size_bytes"]
         assert t.user_attrs["macs"] > 0 and t.user_attrs["params"] > 0
@@ -88,9 +91,11 @@ def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
 
 
 def test_constraints_are_real_optuna_constraints(seeded_run_dir):
+    # Without early abort: with it, the latency preview would stop these trials before training
+    # (tests/test_early_stop.py).
     study = run_search(SearchOptions(study="c", run_dir=seeded_run_dir, trials=2, seed=1,
                                      sampler="random", max_latency=1e-6, min_accuracy=0.0,
-                                     **TINY))
+                                     early_stop=False, **TINY))
     for t in study.trials:
         assert t.constraints["max_latency_ms"] > 0  # nothing runs in a nanosecond
         assert t.constraints["min_accuracy"] <= 0
