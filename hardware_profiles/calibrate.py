@@ -87,6 +87,9 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     # The rest of the block space: kernel 7, expansion 1 and 4, squeeze-excitation (pooling,
     # two tiny 1x1 convs, a gate and a multiply), ReLU6 and hard-swish activations.
     MicroBench("depthwise", 48, 16, 7), MicroBench("depthwise", 96, 8, 7),
+    # Few channels at full resolution, as in depthwise-separable blocks of narrow students:
+    # onnxruntime's int8 depthwise kernels run these at a fraction of their usual rate.
+    *(MicroBench("depthwise", c, 16, k) for c, k in ((8, 5), (12, 3), (12, 7), (24, 5))),
     *(MicroBench("ir_block", c, s, k, e, st, se, act) for c, s, k, e, st, se, act in (
         (16, 16, 3, 6, 1, True, "relu6"), (24, 8, 5, 4, 2, True, "hswish"),
         (32, 4, 7, 6, 1, True, "relu6"), (16, 16, 5, 3, 1, False, "hswish"),
@@ -101,7 +104,7 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
         (8, 3, 3), (8, 5, 6), (12, 3, 6), (16, 5, 3), (16, 3, 6), (24, 5, 6))),
     *(MicroBench("net", c, 16, k, e, 1, se, act) for c, k, e, se, act in (
         (12, 5, 4, True, "hswish"), (16, 7, 3, False, "relu6"), (8, 3, 6, True, "relu6"),
-        (16, 3, 4, True, "hswish"))),
+        (16, 3, 4, True, "hswish"), (12, 7, 1, False, "hswish"), (8, 5, 3, True, "relu6"))),
 )
 
 # A few minutes less on a slow device, at some cost in fidelity (`profile calibrate --quick`).
