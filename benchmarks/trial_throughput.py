@@ -7,10 +7,12 @@ alike. All share one teacher, trained once. The first ``--same`` trials of every
 are the same random candidates (enqueued), so their seconds compare like with like; after them
 each sampler picks its own, and a search that prefers small models runs faster trials.
 
-* ``before``: the old default: TPE, torch's default thread count, every trial trained to the end;
-* ``1-thread``: TPE, one torch thread per trial;
-* ``1-thread+abort``: TPE, one thread, early abort of hopeless trials;
-* ``after``: the new default: GP sampler, one thread, early abort.
+* ``before``: the old default: TPE, every trial trained to the end in NCHW layout;
+* ``channels-last``: the same, training in channels-last layout (the new default layout);
+* ``after``: today's defaults: GP sampler, early abort with the latency preview, channels-last.
+
+All use torch's default thread count (one per core). ``1-thread`` (TPE, one torch thread per
+trial) is there on request (``--configs``): it wins only while other jobs share the cores.
 
 Seconds per trial are Optuna's trial durations (sampling, training, export, measurement), so
 trials per hour = 3600 / mean; per-stage medians come from the ``stage_seconds`` of completed
@@ -41,12 +43,13 @@ from edgeshrink.search.study import create_or_resume_study
 from edgeshrink.spaces.space import load_space
 
 CONFIGS = {
-    "before": {"sampler": "tpe", "early_stop": False, "train_threads": None},
-    "1-thread": {"sampler": "tpe", "early_stop": False, "train_threads": 1},
-    "1-thread+abort": {"sampler": "tpe", "early_stop": True, "train_threads": 1},
+    "before": {"sampler": "tpe", "early_stop": False, "channels_last": False},
+    "channels-last": {"sampler": "tpe", "early_stop": False},
     "after": {},  # SearchOptions' defaults
+    "1-thread": {"sampler": "tpe", "early_stop": False, "train_threads": 1},
 }
-STAGES = ("distill", "prune", "export", "quantize", "measure")
+DEFAULT_CONFIGS = ("before", "channels-last", "after")
+STAGES = ("preview", "distill", "prune", "export", "quantize", "measure")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--turn", type=float, default=30.0, help="seconds per turn")
     p.add_argument("--rounds", type=int, default=4, help="turns per configuration")
     p.add_argument("--same", type=int, default=12, help="shared random candidates first")
-    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--configs", default=",".join(DEFAULT_CONFIGS))
     args = p.parse_args(argv)
     names = args.configs.split(",")
     optuna.logging.set_verbosity(logging.WARNING)

@@ -76,6 +76,7 @@ class SearchOptions:
     train_threads: int | None = None  # torch threads per trial; None keeps torch's default
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in search/objectives.py
     weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
+    channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
 
 
 def validate(opts: SearchOptions) -> None:
@@ -149,7 +150,8 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     dropped = [p for p in declared if p not in profile.precisions]
     if dropped:
         print(f"profile {profile.name!r} cannot run {', '.join(dropped)}: not sampled")
-    settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs)
+    settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs,
+                             channels_last=opts.channels_last)
     data_spec = DataSpec.parse(opts.dataset, opts.data_dir, opts.download)
     teacher_spec = parse_teacher(opts.teacher)
     data = load_data(data_spec, space.input_resolution, run_dir / "data")
