@@ -212,3 +212,17 @@ def test_epoch_callback_does_not_change_training():
     assert states[0][0] == states[1][0]
     for k, v in states[0][1].items():
         assert torch.equal(v, states[1][1][k]), k
+
+
+def test_latency_is_previewed_where_it_is_cheap_or_saves_trials():
+    from types import SimpleNamespace
+
+    from edgeshrink.hardware_profiles.registry import load_profile
+    from edgeshrink.search.objective import Objective
+
+    def wants(profile: str, limit: float | None) -> bool:
+        return Objective.wants_preview.fget(SimpleNamespace(profile=load_profile(profile),
+                                                            max_latency_ms=limit))
+
+    assert wants("raspberry-pi-4", None) and wants("raspberry-pi-4", 1.0)
+    assert wants("host", 0.05) and not wants("host", None)
