@@ -188,7 +188,7 @@ INT8_VARIANTS: dict[str, tuple[str, dict[str, str], bool]] = {
     "int8": ("int8", {}, False),
     "int8_symmetric": ("int8", {}, True),
     "int8_front": ("fp32", {FRONT: "int8"}, False),  # networks only: int8 first half
-    "int8_back": ("int8", {FRONT: "fp32"}, True),  # networks only: int8 second half
+    "int8_back": ("int8", {FRONT: "fp32"}, True),  # networks only: int8 second half, symmetric
 }
 NETWORK_ONLY = frozenset({"int8_front", "int8_back"})
 
@@ -207,7 +207,7 @@ def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8") 
 @dataclass(frozen=True)
 class Sample:
     label: str
-    precision: str
+    precision: str  # "fp32" or an INT8_VARIANTS name
     length: int
     layers: list[Layer]
     ms: float
