@@ -31,6 +31,7 @@ from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
 from edgeshrink.hardware_profiles.registry import (
     OP_CLASSES,
+    PATH_FALLBACK,
     Measurement,
     Profile,
     load_profile,
@@ -302,10 +303,6 @@ def _key(la: Layer, blocks: dict[str, int]) -> tuple[str, str, str]:
     return la.op_class, la.precision, la.path(blocks.get(la.precision, 1))
 
 
-# Kernel paths (graph_layers.Layer.path) and what each falls back to without its own number,
-# the same chain Profile.efficiency_for follows.
-PATH_FALLBACK = {"aligned": ("aligned",), "unaligned": ("unaligned", "aligned"),
-                 "generic": ("generic", "unaligned", "aligned")}
 PATH_NOTES = {"unaligned": "input channels off the channel block",
               "generic": "weights dequantized at run time: no pre-packed kernel"}
 

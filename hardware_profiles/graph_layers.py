@@ -103,10 +103,9 @@ class Layer:
         return self.macs * pad_out * (-(-self.in_channels // block) * block / self.in_channels)
 
     def aligned(self, block: int) -> bool:
-        """Whether blocked kernels take this layer: its input channels fill whole blocks, or it
-        reads the image itself (a few channels, which blocked kernels read as they are)."""
-        if self.runtime_weights:
-            return False
+        """Whether the layer's channels suit blocked kernels: its input channels fill whole
+        blocks, or it reads the image itself (a few channels, which such kernels read as they
+        are). Weights computed at run time keep it off those kernels anyway (:meth:`path`)."""
         if block <= 1 or not self.out_channels:
             return True
         return self.in_channels % block == 0 or self.in_channels < 4

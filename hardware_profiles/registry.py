@@ -40,7 +40,11 @@ OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "poolin
 SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
 FUSIONS = ("qdq", "onnxruntime")  # how a runtime fuses QDQ graphs; see graph_layers
-PATHS = ("generic", "unaligned")  # kernel paths off the blocked fast path, slowest first
+# Kernel paths (graph_layers.Layer.path) and what each falls back to without its own number.
+PATH_FALLBACK: dict[str, tuple[str, ...]] = {
+    "aligned": ("aligned",), "unaligned": ("unaligned", "aligned"),
+    "generic": ("generic", "unaligned", "aligned")}
+PATHS = ("generic", "unaligned")  # the paths off the blocked fast path: their own tables
 
 
 class ProfileError(ValueError):
@@ -98,7 +102,7 @@ class Profile:
     def efficiency_for(self, op_class: str, precision: str, path: str = "aligned") -> float:
         """Share of peak for a layer on kernel ``path`` (graph_layers.Layer.path); a generic
         kernel falls back to the unaligned share, that to the aligned one."""
-        for kind in PATHS[PATHS.index(path):] if path in PATHS else ():
+        for kind in PATH_FALLBACK.get(path, ("aligned",))[:-1]:  # "aligned": the tables below
             for key in (precision, ""):
                 share = self.path_efficiency.get(kind, {}).get(key, {}).get(op_class)
                 if share is not None:

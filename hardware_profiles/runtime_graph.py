@@ -56,8 +56,9 @@ def onnxruntime_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str
     session = ort.InferenceSession(probe.SerializeToString(), _options("ORT_DISABLE_ALL"),
                                    providers=["CPUExecutionProvider"])
     feeds = {}
+    weights = {t.name for t in rewritten.graph.initializer}
     for vi in rewritten.graph.input:
-        if vi.name in {t.name for t in rewritten.graph.initializer}:
+        if vi.name in weights:
             continue
         tensor = vi.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor.shape.dim]
