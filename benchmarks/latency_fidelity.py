@@ -28,10 +28,12 @@ import optuna
 import torch
 from scipy.stats import spearmanr
 
-from edgeshrink.evaluators.compact_onnx import compact_tensor_names
+from edgeshrink.evaluators.artifact import channel_round_to, quant_plan, quantize_artifact
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.calibrate import (
+    FUSION,
     fit_roofline,
     profile_toml,
     run_micro_benchmarks,
@@ -43,9 +45,7 @@ from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.precision_plan import plan_for
 from edgeshrink.spaces.pruning import PruneContext, prune_model
-from edgeshrink.spaces.quantization import quantize_with_plan
 from edgeshrink.spaces.space import load_space
 
 
@@ -71,13 +71,11 @@ def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
             # Compressed as a trial is (no training: latency does not depend on the values).
             prune_model(model, cand.pruning, cand.sparsity, cand.importance,
                         PruneContext(example_input=data.train.x[:1], loss_fn=_loss(data),
-                                     steps=1, round_to=host.block_for(cand.precision)))
-            plan = plan_for([cand.precision_of_stage(s) for s in model.stage_of_block],
-                            cand.precision, cand.act_symmetric)
+                                     steps=1, round_to=channel_round_to(cand, host)))
+            plan = quant_plan(cand, model)
             fp32, final = work / f"m{i}_fp32.onnx", work / f"m{i}.onnx"
             export_onnx(fold_batchnorm(model), fp32, data.in_channels, data.resolution)
-            quantize_with_plan(fp32, final, data.train.x[:128].numpy(), plan)
-            compact_tensor_names(final)
+            quantize_artifact(fp32, final, data, TrainSettings(), plan)
             kinds = set(plan.precisions)
             kind = kinds.pop() if len(kinds) == 1 else "mixed"
             labels.append(f"{kind} {cand.pruning} {cand.arch}")
@@ -85,7 +83,7 @@ def _measure(args: argparse.Namespace, data, sample: np.ndarray, host) -> tuple:
         # Round-robin, as in calibration: a slow spell hits one timing of many models.
         times = np.array([[measure_latency(path, sample, host.measurement, gauge).median_ms
                            for path in paths] for _ in range(args.repeats)])
-        test_layers = [analyse_graph(path, "onnxruntime") for path in paths]
+        test_layers = [analyse_graph(path, FUSION) for path in paths]
     return samples, test_layers, times, labels, gauge.ms
 
 
