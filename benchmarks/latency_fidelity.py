@@ -1,7 +1,8 @@
 """Does the latency model predict this host? Calibrate, then predict unseen candidates.
 
-1. `edgeshrink profile calibrate`'s micro-benchmarks are timed here and fitted (the profile is
-   written to --profile-out).
+1. `edgeshrink profile calibrate`'s micro-benchmarks (operators, blocks, small networks and 100
+   networks sampled from the space by their own seeds) are timed here and fitted: the per-kernel
+   cost table and the roofline (the profile is written to --profile-out).
 2. N random candidates of the default search space (never used in calibration) are built,
    pruned and quantized as a trial would (random weights: latency does not depend on them),
    exported, timed with onnxruntime and predicted from their ONNX graph.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import pickle
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,7 @@ from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.calibrate import (
     FUSION,
+    fit_kernels,
     fit_roofline,
     profile_toml,
     run_micro_benchmarks,
@@ -113,15 +116,22 @@ def main() -> None:
         args.cache.parent.mkdir(parents=True, exist_ok=True)
         with open(args.cache, "wb") as fh:
             pickle.dump((samples, test_layers, times, labels, gauge_ms), fh)
-    fit = fit_roofline(samples)
+    fit, kernels = fit_roofline(samples), fit_kernels(samples)
     args.profile_out.parent.mkdir(parents=True, exist_ok=True)
     args.profile_out.write_text(profile_toml(fit, "host-calibrated", "this host, calibrated",
-                                             "cpu", len(samples), gauge_ms))
+                                             "cpu", len(samples), gauge_ms, kernels))
     profile = load_profile(str(args.profile_out))
-    print(f"calibrated {args.profile_out}: micro-benchmark MAPE {fit.mape:.1%}, "
-          f"channel blocks {fit.channel_block}, gauge {gauge_ms:.4f} ms")
+    print(f"calibrated {args.profile_out} from {len(samples)} timed models: kernel-table MAPE "
+          f"{kernels.mape:.1%} on them ({len(kernels.kernels)} kernels), roofline MAPE "
+          f"{fit.mape:.1%} (channel blocks {fit.channel_block}), gauge {gauge_ms:.4f} ms")
     measured = np.median(times, axis=0)
     predicted = [predict_layers(layers, profile).total_ms for layers in test_layers]
+    # The same profile without its kernel table: what the roofline alone predicts.
+    roofline = replace(profile, kernels={})
+    roof = np.array([predict_layers(layers, roofline).total_ms for layers in test_layers])
+    roof_err = np.abs(roof - measured) / measured
+    print(f"roofline alone: Spearman {spearmanr(measured, roof).statistic:.3f}, within +-10% "
+          f"{np.mean(roof_err <= 0.10):.0%}, MAPE {roof_err.mean():.1%}")
     for i, (ms, pred) in enumerate(zip(measured, predicted, strict=True)):
         print(f"{i:3d} measured {ms:.4f} predicted {pred:.4f} ({pred / ms - 1:+.1%}) "
               f"{labels[i]}", flush=True)

@@ -10,6 +10,10 @@ and per-inference overheads separate from the per-MAC cost. The roofline's ``max
 alternating: assign each layer to compute or memory under the current numbers, solve the
 resulting linear model for non-negative coefficients (relative error, since small and large
 networks matter alike), repeat until the assignment settles.
+
+The same timings also fit a linear cost per runtime kernel (``kernel_costs``, nn-Meter's idea in
+a readable table), which prices every kernel the micro-benchmarks ran; the roofline stays in the
+profile for any other layer.
 """
 
 from __future__ import annotations
@@ -25,11 +29,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgeshrink.hardware_profiles.calibration_nets import space_network
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
+from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms, kernel_units
 from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
 from edgeshrink.hardware_profiles.registry import (
+    KERNEL_TERMS,
     OP_CLASSES,
     PATH_FALLBACK,
     Measurement,
@@ -38,7 +45,9 @@ from edgeshrink.hardware_profiles.registry import (
 )
 
 CHAIN_LENGTHS = (1, 4)
-FUSION = "onnxruntime"  # the micro-benchmarks are timed with onnxruntime: read its graph
+# The micro-benchmarks are timed with onnxruntime on this machine: read the graph it runs here.
+FUSION = "onnxruntime_layout"
+KERNEL_VECTOR = 16  # channels per vector step of the kernels (AVX-512: 16 floats, 16 x 4 int8)
 MAX_GMACS = 1e5  # above any edge device; caps a rate the fit left unbounded
 MAX_BANDWIDTH_GBPS = 1e3
 
@@ -53,9 +62,12 @@ class MicroBench:
     stride: int = 1
     se: bool = False  # blocks and networks: squeeze-excitation after the depthwise conv
     act: str = "relu"  # blocks and networks: relu, relu6 or hswish
+    seed: int = 0  # space_net: which sampled network (calibration_nets)
 
     @property
     def label(self) -> str:
+        if self.op_class == "space_net":
+            return f"space_net_{self.seed}"
         return (f"{self.op_class}_c{self.channels}_s{self.size}_k{self.kernel}"
                 f"_e{self.expansion}_st{self.stride}" + ("_se" if self.se else "")
                 + ("" if self.act == "relu" else f"_{self.act}"))
@@ -106,6 +118,14 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     *(MicroBench("net", c, 16, k, e, 1, se, act) for c, k, e, se, act in (
         (12, 5, 4, True, "hswish"), (16, 7, 3, False, "relu6"), (8, 3, 6, True, "relu6"),
         (16, 3, 4, True, "hswish"), (12, 7, 1, False, "hswish"), (8, 5, 3, True, "relu6"))),
+    # Depthwise and pointwise layers on channel counts that leave a half or single channels
+    # over a vector of 16 (kernel_costs' tail terms), as width multipliers of 0.75 make them.
+    *(MicroBench("depthwise", c, s, k) for c, s, k in ((12, 8, 5), (20, 8, 3), (36, 8, 7),
+                                                       (72, 4, 5), (18, 16, 3))),
+    *(MicroBench("pointwise", c, s, 1) for c, s in ((12, 16), (20, 8), (40, 8), (72, 4))),
+    # Whole networks sampled from the search space (calibration_nets), each with its own
+    # per-stage precisions: the kernels in the mixes the search asks about.
+    *(MicroBench("space_net", 0, 16, seed=i) for i in range(100)),
 )
 
 # A few minutes less on a slow device, at some cost in fidelity (`profile calibrate --quick`).
@@ -117,6 +137,7 @@ QUICK_BENCHMARKS: tuple[MicroBench, ...] = (
     MicroBench("ir_block", 16, 16, 3, 6), MicroBench("ir_block", 24, 8, 5, 3, 2),
     MicroBench("ds_block", 16, 16, 5, 1, 2), MicroBench("pointwise", 36, 8, 1),
     MicroBench("depthwise", 36, 8, 5), MicroBench("net", 12, 16, 3, 6),
+    *(MicroBench("space_net", 0, 16, seed=i) for i in range(12)),
 )
 
 
@@ -155,6 +176,8 @@ def _network(g: GraphBuilder, bench: MicroBench) -> onnx.ModelProto:
 
 
 def build_micro_model(bench: MicroBench, length: int) -> onnx.ModelProto:
+    if bench.op_class == "space_net":
+        return space_network(bench.seed)[0]
     g = GraphBuilder(np.random.default_rng(zlib.crc32(bench.label.encode())))
     if bench.op_class == "net":
         return _network(g, bench)
@@ -194,12 +217,16 @@ INT8_VARIANTS: dict[str, tuple[str, dict[str, str], bool]] = {
 NETWORK_ONLY = frozenset({"int8_front", "int8_back"})
 
 
-def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8") -> None:
+SAMPLED = "sampled"  # a space_net's own per-stage precisions
+
+
+def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8",
+          plan: tuple[str, dict[str, str], bool] | None = None) -> None:
     # Reuses the search's own quantizer, so calibration times what the search exports.
     from edgeshrink.spaces.precision_plan import QuantPlan
     from edgeshrink.spaces.quantization import quantize_with_plan
 
-    default, prefixes, symmetric = INT8_VARIANTS[variant]
+    default, prefixes, symmetric = plan or INT8_VARIANTS[variant]
     rng = np.random.default_rng(0)
     quantize_with_plan(model_path, out, rng.normal(size=(16, *shape[1:])).astype(np.float32),
                        QuantPlan(default, prefixes, act_symmetric=symmetric))
@@ -208,7 +235,7 @@ def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8") 
 @dataclass(frozen=True)
 class Sample:
     label: str
-    precision: str  # "fp32" or an INT8_VARIANTS name
+    precision: str  # "fp32", an INT8_VARIANTS name or SAMPLED
     length: int
     layers: list[Layer]
     ms: float
@@ -225,6 +252,9 @@ def run_micro_benchmarks(
     repeats of one."""
     built: list[tuple[MicroBench, int, str, Path, np.ndarray]] = []
     for bench in benchmarks:
+        if bench.op_class == "space_net":
+            built.append(_space_net(bench, workdir, "int8" in precisions))
+            continue
         for length in (1,) if bench.op_class == "net" else CHAIN_LENGTHS:
             model = build_micro_model(bench, length)
             fp32 = workdir / f"{bench.label}_x{length}.onnx"
@@ -251,6 +281,21 @@ def run_micro_benchmarks(
     return [Sample(bench.label, precision, length,
                    [la for la in analyse_graph(path, FUSION) if la.macs > 0], float(np.median(ts)))
             for (bench, length, precision, path, _), ts in zip(built, times, strict=True)]
+
+
+def _space_net(bench: MicroBench, workdir: Path, int8: bool,
+               ) -> tuple[MicroBench, int, str, Path, np.ndarray]:
+    """A sampled network, quantized by its own plan (all float where int8 is not timed)."""
+    model, default, prefixes, symmetric = space_network(bench.seed)
+    path = workdir / f"{bench.label}.onnx"
+    onnx.save(model, path)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    if not int8 or "int8" not in {default, *prefixes.values()}:
+        return bench, 1, "fp32", path, x
+    quantized = workdir / f"{bench.label}_{SAMPLED}.onnx"
+    _int8(path, quantized, shape, plan=(default, prefixes, symmetric))
+    return bench, 1, SAMPLED, quantized, x
 
 
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
@@ -376,8 +421,55 @@ def _fit(samples: list[Sample], blocks: dict[str, int], rounds: int) -> Fit:
     return replace(fit, mape=float(np.mean(np.abs(pred - b) / b)))
 
 
+@dataclass(frozen=True)
+class KernelFit:
+    per_inference_us: float
+    kernels: dict[str, dict[str, float]]  # "<kernel> <class> <precision>" -> term -> cost
+    vector: int
+    mape: float  # on the micro-benchmarks themselves
+
+    def predict_ms(self, layers: list[Layer]) -> float:
+        """What the written profile predicts for layers of kernels it saw."""
+        return self.per_inference_us / 1e3 + sum(
+            kernel_ms(la, self.kernels[kernel_key(la)], self.vector) for la in layers)
+
+
+def fit_kernels(samples: list[Sample], vector: int = KERNEL_VECTOR) -> KernelFit:
+    """Non-negative least squares on relative error over every (kernel, term) the samples use.
+    A term fitted to zero is written as zero (measured as free), not left out."""
+    cols: dict[tuple[str, str], int] = {("", "inference"): 0}
+    rows = []
+    for s in samples:
+        row = {("", "inference"): 1.0}
+        for la in s.layers:
+            for term, n in kernel_units(la, vector).items():
+                row[(kernel_key(la), term)] = row.get((kernel_key(la), term), 0.0) + n
+        rows.append(row)
+        for k in row:
+            cols.setdefault(k, len(cols))
+    a = np.zeros((len(samples), len(cols)))
+    for i, row in enumerate(rows):
+        for k, n in row.items():
+            a[i, cols[k]] = n
+    b = np.array([s.ms for s in samples])
+    scale = a.max(axis=0)
+    scale[scale == 0] = 1.0
+    coef = nnls((a / scale) / b[:, None], np.ones_like(b)) / scale  # ms per unit
+    kernels: dict[str, dict[str, float]] = {}
+    for (key, term), j in cols.items():
+        if key:  # layer_us in microseconds, the rest in nanoseconds per unit
+            kernels.setdefault(key, {})[term] = float(coef[j] * (1e3 if term == "layer_us"
+                                                                 else 1e6))
+    order = {term: i for i, term in enumerate(KERNEL_TERMS)}  # the schema's order, to read
+    kernels = {key: dict(sorted(terms.items(), key=lambda kv: order[kv[0]]))
+               for key, terms in kernels.items()}
+    fit = KernelFit(float(coef[0] * 1e3), kernels, vector, 0.0)
+    pred = np.array([fit.predict_ms(s.layers) for s in samples])
+    return replace(fit, mape=float(np.mean(np.abs(pred - b) / b)))
+
+
 def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
-                 gauge_ms: float | None) -> str:
+                 gauge_ms: float | None, kernels: KernelFit | None = None) -> str:
     """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it."""
     precisions = sorted({p for _, p, _ in fit.gmacs},
                         key=["fp32", "fp16", "int8", "int4"].index)
@@ -401,8 +493,9 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
         f'kind = "{kind}"',
         'latency_method = "predicted"',
         "sources = [",
-        '  "[1] fitted to onnxruntime micro-benchmarks (conv, depthwise, pointwise, linear, '
-        'elementwise, pooling; chains of 1 and 4 layers) timed on the device"'
+        '  "[1] fitted to onnxruntime micro-benchmarks timed on the device (conv, depthwise, '
+        'pointwise, linear, elementwise, pooling in chains of 1 and 4 layers; blocks; small '
+        'networks and networks sampled from the search space)"'
         + (f',\n  "[2] timings drift-corrected against the edgeshrink gauge ({gauge_ms:.4f} ms)"'
            if gauge_ms else ""),
         "]",
@@ -415,7 +508,8 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
         "",
         "[overhead]",
         f"per_layer_us = {fit.per_layer_us.get(base, 0.0):.6g}",
-        f"per_inference_us = {fit.per_inference_us:.6g}",
+        f"per_inference_us = "
+        f"{(kernels.per_inference_us if kernels else fit.per_inference_us):.6g}",
         *(f"per_layer_us_{p} = {v:.6g}" for p, v in fit.per_layer_us.items() if p != base),
         "",
         "[efficiency]",
@@ -448,8 +542,15 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
     lines += ["", "[layout]  # channel block of the kernels, fitted; the runtime that was timed",
               *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items()),
               f'fusion = "{FUSION}"']
-    lines += ["", "[sparsity]", 'support = "none"', ""]
-    return "\n".join(lines)
+    lines += ["", "[sparsity]", 'support = "none"']
+    if kernels:
+        lines += ["", f"[kernels]  # cost per runtime kernel, fitted with {kernels.mape:.1%} "
+                  "mean absolute error; layer_us in us, the rest in ns per MAC / pixel / channel "
+                  "/ weight",
+                  f"channel_vector = {kernels.vector}"]
+        lines += [f'"{key}" = {{ ' + ", ".join(f"{t} = {v:.6g}" for t, v in terms.items()) + " }"
+                  for key, terms in sorted(kernels.kernels.items())]
+    return "\n".join(lines) + "\n"
 
 
 def calibrate(
@@ -457,7 +558,7 @@ def calibrate(
     precisions: tuple[str, ...] = ("fp32", "int8"), settings: Measurement | None = None,
     gauge: Gauge | None = None, progress: Callable[[str], None] | None = None,
     benchmarks: tuple[MicroBench, ...] = MICRO_BENCHMARKS, repeats: int = 1,
-) -> tuple[Profile, Fit]:
+) -> tuple[Profile, KernelFit]:
     """Run the micro-benchmarks here, fit, write ``out`` and return the loaded profile."""
     settings = settings or Measurement()
     with tempfile.TemporaryDirectory() as tmp:
@@ -467,9 +568,10 @@ def calibrate(
             gauge = prepare_gauge(host, workdir, np.zeros((1, 1, 16, 16), np.float32))
         samples = run_micro_benchmarks(workdir, gauge, settings, precisions, progress,
                                        benchmarks, repeats)
-    fit = fit_roofline(samples)
-    text = profile_toml(fit, name, description or f"{name}: calibrated with onnxruntime", kind,
-                        len(samples), gauge.ms if gauge else None)
+    kernels = fit_kernels(samples)
+    text = profile_toml(fit_roofline(samples), name,
+                        description or f"{name}: calibrated with onnxruntime", kind,
+                        len(samples), gauge.ms if gauge else None, kernels)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(f".{out.stem}.partial.toml")
@@ -480,4 +582,4 @@ def calibrate(
         tmp_out.unlink()
         raise
     tmp_out.replace(out)
-    return load_profile(str(out)), fit
+    return load_profile(str(out)), kernels

@@ -61,6 +61,11 @@ def show_text(name_or_path: str) -> str:
         f"  sparsity: {p.sparsity_support}"
         + (f" (from {p.min_sparsity:.0%} zeros)" if p.sparsity_support == "unstructured" else ""),
     ]
+    if p.kernels:
+        lines.append(f"  kernel costs ({len(p.kernels)} kernels, channel vector "
+                     f"{p.kernel_vector}; the roofline prices other layers):")
+        lines += [f"    {key}: " + ", ".join(f"{t} {v:.3g}" for t, v in terms.items())
+                  for key, terms in sorted(p.kernels.items())]
     if p.has_energy:
         lines.append(f"  energy: {p.pj_per_byte:g} pJ/byte; pJ/MAC "
                      + ", ".join(f"{k} {v:g}" for k, v in p.pj_per_mac.items()))
@@ -138,11 +143,12 @@ def calibrate_command(out: Path, name: str | None, kind: str, precisions: str,
         probe.unlink()
     except OSError as exc:
         raise ProfileError(f"cannot write {out}: {exc.strerror}") from None
-    print(f"timing {len(benches) * 2 * len(precs)} micro-benchmarks ({', '.join(precs)}) "
-          "with onnxruntime on this machine ...", flush=True)
+    print(f"timing {len(benches)} micro-benchmarks ({', '.join(precs)}; operators in chains "
+          "of 1 and 4) with onnxruntime on this machine ...", flush=True)
     profile, fit = calibrate(out, name=name or out.stem, kind=kind, precisions=precs,
                              benchmarks=benches, progress=lambda line: print("  " + line,
                                                                              flush=True))
-    print(f"fitted: {fit.mape:.1%} mean absolute error on the micro-benchmarks; wrote {out}")
+    print(f"fitted {len(fit.kernels)} kernel costs: {fit.mape:.1%} mean absolute error on the "
+          f"micro-benchmarks; wrote {out}")
     print(f"search for this device with: edgeshrink search --profile {out}")
     return profile

@@ -19,6 +19,10 @@ a phone or an MCU). The ``onnxruntime`` reading (profiles with ``[layout] fusion
 "onnxruntime"``: ``host`` and every calibrated profile) reads the graph after onnxruntime's own
 rewrites (``runtime_graph``): its ``QLinear*`` kernels run at int8, and each QuantizeLinear /
 DequantizeLinear it could not fuse is a layer of its own, as is the float layer between them.
+The ``onnxruntime_layout`` reading goes one step further and reads the graph after this machine's
+layout rewrites too: blocked float convolutions (``nchwc.Conv``), NHWC int8 convolutions and the
+Reorder / Transpose layers between them; each layer then names the kernel that runs it
+(:attr:`Layer.kernel`), which a profile's per-kernel cost table prices (``kernel_costs``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,11 @@ OP_CLASSES: dict[str, str] = {
     "FusedConv": "conv", "FusedGemm": "matmul", "QGemm": "matmul",
     "QLinearSigmoid": "elementwise", "QLinearLeakyRelu": "elementwise",
     "QLinearAveragePool": "pooling",
+    # Layout changes, seen only in the ``onnxruntime_layout`` reading (elsewhere Transpose is free).
+    "Transpose": "elementwise", "ReorderInput": "elementwise", "ReorderOutput": "elementwise",
 }
+LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
+NCHWC_DOMAIN = "com.microsoft.nchwc"  # onnxruntime's blocked-channel float kernels
 # Which input holds the weights, by op type (the others read only activations).
 WEIGHT_INPUT = {"Conv": 1, "FusedConv": 1, "Gemm": 1, "FusedGemm": 1, "MatMul": 1,
                 "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3}
@@ -92,6 +100,9 @@ class Layer:
     # Weights an operator computes at run time (a Dequantize the runtime did not fuse): kernels
     # that pre-pack weights into a blocked layout cannot take the layer; a generic one runs it.
     runtime_weights: bool = False
+    # The runtime kernel that runs the layer ("nchwc.Conv", "QLinearConv", "Transpose", ...), in
+    # the ``onnxruntime_layout`` reading only; "" otherwise.
+    kernel: str = ""
 
     def blocked_macs(self, block: int) -> float:
         """MACs once the channels are padded to a multiple of ``block``."""
@@ -185,11 +196,12 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
-    runtime = fusion == "onnxruntime"
+    runtime = fusion.startswith("onnxruntime")
+    layout = fusion == "onnxruntime_layout"
     if runtime:
         from edgeshrink.hardware_profiles.runtime_graph import onnxruntime_graph
 
-        model, shapes = onnxruntime_graph(model)
+        model, shapes = onnxruntime_graph(model, layout=layout)
     else:
         shapes = _with_batch_one(model)
     graph = model.graph
@@ -225,6 +237,14 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
             return "int8" if quantized & set(node.output) else "fp32"
         return "fp16" if srcs and _is_fp16_rounding(srcs[0], producer) else "fp32"
 
+    def int8_tensor(name: str) -> bool:
+        """Whether an int8 kernel, a Quantize or a layout change of either made the tensor."""
+        node = producer.get(name)
+        while node is not None and node.op_type in LAYOUT_OPS:
+            node = producer.get(node.input[0])
+        return node is not None and (node.op_type == "QuantizeLinear"
+                                     or node.op_type in INT8_KERNEL_INPUTS)
+
     elements = {name: int(np.prod(dims)) if dims else 1 for name, dims in shapes.items()}
     layers: list[Layer] = []
     for node in graph.node:
@@ -236,11 +256,12 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
             layers.append(Layer(name=node.name or f"{op}_{len(layers)}", op_type=op,
                                 op_class="elementwise", precision="int8", macs=out,
                                 activation_elements=elems + out, weight_elements=0,
-                                weight_density=1.0, is_2to4=False, output_elements=out))
+                                weight_density=1.0, is_2to4=False, output_elements=out,
+                                kernel=op if layout else ""))
             continue
-        if op in FREE_OPS or op not in OP_CLASSES:
+        if (op in FREE_OPS and not (layout and op in LAYOUT_OPS)) or op not in OP_CLASSES:
             continue
-        if op in FUSABLE_ACTIVATIONS:
+        if op in FUSABLE_ACTIVATIONS and not layout:  # layout: onnxruntime fused what it could
             src = _behind_rounding(producer.get(node.input[0]), producer)
             if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
@@ -256,6 +277,8 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
         c_in = c_out = 0
         op_class = OP_CLASSES[op]
         precision = activation_precision(node)
+        if op in LAYOUT_OPS and int8_tensor(node.input[0]):
+            precision = "int8"
         if op in WEIGHT_INPUT and len(node.input) > WEIGHT_INPUT[op]:
             w, w_prec = weight_of(node.input[WEIGHT_INPUT[op]])
             act_in = [node.input[0]]
@@ -296,5 +319,6 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
             out_channels=c_out,
             depthwise=op_class == "depthwise",
             runtime_weights=runtime_weights,
+            kernel=("nchwc." if node.domain == NCHWC_DOMAIN else "") + op if layout else "",
         ))
     return layers

@@ -6,6 +6,8 @@ plus a fixed dispatch overhead; the network adds a per-inference overhead. Spars
 shortens a layer where the profile's kernels can exploit it. nn-Meter, Once-for-All and APQ
 predict per kernel or per block in the same spirit; a profile's numbers stay readable and
 calibratable (``edgeshrink profile calibrate``) instead of hidden in a trained predictor.
+A calibrated profile also carries a linear cost per runtime kernel (``kernel_costs``); a layer
+whose kernel it lists is priced by that, every other layer by the roofline.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import onnx
 
 from edgeshrink.hardware_profiles.graph_layers import BYTES_PER_ELEMENT, Layer, analyse_graph
+from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms
 from edgeshrink.hardware_profiles.registry import Profile, ProfileError
 
 _2TO4_METADATA = 1.125  # 2:4 storage: half the values plus 2-bit indices per kept value
@@ -31,7 +34,7 @@ class LayerTime:
     macs: int
     effective_macs: int  # with channels padded to the kernels' block, less exploited sparsity
     bytes: int
-    bound: str  # "compute" or "memory"
+    bound: str  # "compute" or "memory" (roofline), or "kernel" (the profile's kernel table)
     ms: float
 
 
@@ -92,9 +95,12 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         compute_s = eff_macs / throughput
         memory_s = moved / (profile.bandwidth_gbps * 1e9)
         ms = max(compute_s, memory_s) * 1e3 + profile.layer_overhead_us(layer.precision) / 1e3
+        bound = "compute" if compute_s >= memory_s else "memory"
+        costs = profile.kernels.get(kernel_key(layer)) if layer.kernel else None
+        if costs is not None:
+            ms, bound = kernel_ms(layer, costs, profile.kernel_vector), "kernel"
         times.append(LayerTime(layer.name, layer.op_type, layer.op_class, layer.precision,
-                               layer.macs, round(eff_macs), round(moved),
-                               "compute" if compute_s >= memory_s else "memory", ms))
+                               layer.macs, round(eff_macs), round(moved), bound, ms))
         weight_bytes += w_bytes
         peak_act = max(peak_act, layer.activation_elements * size)
         if profile.has_energy:

@@ -58,8 +58,10 @@ class GraphBuilder:
         return self.op("Mul", [x, gate])
 
     def inverted_residual(self, x: str, cin: int, cout: int, expansion: int, stride: int,
-                          kernel: int = 3, se: bool = False, act: str = "relu") -> str:
-        mid = cin * expansion
+                          kernel: int = 3, se: bool = False, act: str = "relu",
+                          mid: int | None = None) -> str:
+        """``mid``: the expanded channels when pruning left fewer than ``cin * expansion``."""
+        mid = mid or cin * expansion
         h = self.conv(x, cin, mid, 1, act=act) if expansion > 1 else x
         h = self.conv(h, mid, mid, kernel, stride, groups=mid, act=act)
         if se:

@@ -18,7 +18,13 @@ Schema (version 2), every number with its source in the file:
                    1), channel_block_<precision> where a precision's kernels differ;
                    fusion = "qdq" (default: every QDQ pattern runs as an int8 kernel) or
                    "onnxruntime" (the device runs onnxruntime: read the graph after its rewrites,
-                   unfused Quantize/Dequantize nodes cost time; see graph_layers)
+                   unfused Quantize/Dequantize nodes cost time; see graph_layers) or
+                   "onnxruntime_layout" (the same after this machine's layout rewrites too)
+    [kernels]      optional, with fusion = "onnxruntime_layout": a linear cost per runtime
+                   kernel, fitted by calibrate (kernel_costs): channel_vector = N, then
+                   "<kernel> <class> <precision>" = {layer_us, mac_ns, mac_half_ns,
+                   mac_single_ns, pixel_ns, channel_ns, weight_ns}, each >= 0; other layers
+                   use the roofline
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
     [energy]       optional: pj_per_byte and pj_per_mac.<precision>
     [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
@@ -39,12 +45,16 @@ PRECISIONS = ("fp32", "fp16", "int8", "int4")
 OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "pooling")
 SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
-FUSIONS = ("qdq", "onnxruntime")  # how a runtime fuses QDQ graphs; see graph_layers
+# How a runtime fuses QDQ graphs (and lays data out); see graph_layers.
+FUSIONS = ("qdq", "onnxruntime", "onnxruntime_layout")
 # Kernel paths (graph_layers.Layer.path) and what each falls back to without its own number.
 PATH_FALLBACK: dict[str, tuple[str, ...]] = {
     "aligned": ("aligned",), "unaligned": ("unaligned", "aligned"),
     "generic": ("generic", "unaligned", "aligned")}
 PATHS = ("generic", "unaligned")  # the paths off the blocked fast path: their own tables
+# A [kernels] entry's terms (kernel_costs): "layer_us" in microseconds, the rest in ns per unit.
+KERNEL_TERMS = ("layer_us", "mac_ns", "mac_half_ns", "mac_single_ns", "pixel_ns", "channel_ns",
+                "weight_ns")
 
 
 class ProfileError(ValueError):
@@ -86,6 +96,10 @@ class Profile:
     sources: tuple[str, ...] = ()
     channel_block: dict[str, int] = field(default_factory=dict)  # by precision; default 1
     fusion: str = "qdq"  # how the device's runtime fuses QDQ graphs (graph_layers.FUSIONS)
+    # Per-kernel costs by "<kernel> <class> <precision>" (kernel_costs), and the channel vector
+    # their MAC terms split channels by; empty: the roofline prices every layer.
+    kernels: dict[str, dict[str, float]] = field(default_factory=dict)
+    kernel_vector: int = 16
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
 
@@ -199,6 +213,38 @@ def _efficiency(raw: dict[str, Any], source: str, precisions: tuple[str, ...]):
     return base, overrides, paths
 
 
+def _kernels(raw: dict[str, Any], source: str, fusion: str,
+             precisions: tuple[str, ...]) -> tuple[dict[str, dict[str, float]], int]:
+    table = dict(_table(raw, "kernels", source, required=False))
+    if table and fusion != "onnxruntime_layout":
+        raise ProfileError(f"profile {source}: field 'kernels' needs layout.fusion = "
+                           f'"onnxruntime_layout" (kernel names come from that reading), '
+                           f"got {fusion!r}")
+    vector = table.pop("channel_vector", 16)
+    if isinstance(vector, bool) or not isinstance(vector, int) or not 1 <= vector <= 256:
+        raise ProfileError(f"profile {source}: field 'kernels.channel_vector' must be an "
+                           f"integer in [1, 256], got {vector!r}")
+    kernels: dict[str, dict[str, float]] = {}
+    for key, terms in table.items():
+        label = f'kernels."{key}"'
+        parts = key.split(" ")
+        if len(parts) != 3 or not parts[0]:
+            raise ProfileError(f"profile {source}: field {label} must be named "
+                               f'"<kernel> <class> <precision>", got {key!r}')
+        _choice(parts[1], OP_CLASSES, f"{label} (class)", source)
+        _choice(parts[2], precisions, f"{label} (precision)", source)
+        if not isinstance(terms, dict):
+            raise ProfileError(f"profile {source}: field {label} must be a table of costs, "
+                               f"got {terms!r}")
+        for term, value in terms.items():
+            _choice(term, KERNEL_TERMS, f"{label}.{term}", source)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ProfileError(f"profile {source}: field {label}.{term} must be a "
+                                   f"number >= 0, got {value!r}")
+        kernels[key] = {term: float(v) for term, v in terms.items()}
+    return kernels, vector
+
+
 def _share(value: Any, label: str, source: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise ProfileError(f"profile {source}: field '{label}' must be a share in (0, 1], "
@@ -241,6 +287,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
     if "channel_block" in layout:
         blocks = {p: blocks.get(p, layout["channel_block"]) for p in peak}
     efficiency, overrides, paths = _efficiency(raw, source, tuple(peak))
+    kernels, kernel_vector = _kernels(raw, source, fusion, tuple(peak))
     ram = _get(memory, "ram_bytes", int, source, "memory", None)
     storage = _get(memory, "storage_bytes", int, source, "memory", None)
     pj_mac = _get(energy, "pj_per_mac", dict, source, "energy", {})
@@ -293,6 +340,8 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         sources=tuple(str(s) for s in sources),
         channel_block=blocks,
         fusion=fusion,
+        kernels=kernels,
+        kernel_vector=kernel_vector,
         measurement=measurement,
         source=source,
     )

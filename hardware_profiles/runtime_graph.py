@@ -7,6 +7,11 @@ pattern (on x86, for example, convolutions with uint8 activations, not symmetric
 hard-sigmoid, so a quantized hard-swish runs in float between a real Dequantize and Quantize),
 and every pair it leaves runs as its own operator. Reading the graph after those rewrites
 (``ORT_ENABLE_EXTENDED``: operator fusions, no CPU-specific layout changes) prices what runs.
+
+With ``layout=True`` the graph is read after every rewrite (``ORT_ENABLE_ALL``), including this
+machine's layout changes: float convolutions on blocked channels (``com.microsoft.nchwc``), int8
+convolutions in NHWC, and the Reorder / Transpose nodes between them. That is exactly what runs
+here, and only here: another CPU may lay the same file out differently.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ def _options(level: str):
     return options
 
 
-def onnxruntime_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
+def onnxruntime_graph(model: onnx.ModelProto, layout: bool = False,
+                      ) -> tuple[onnx.ModelProto, dict[str, list[int]]]:
     """``model`` as onnxruntime's CPU provider rewrites it, and every tensor's shape at batch 1.
 
     The shapes come from running the rewritten graph once on zeros: onnx's shape inference does
@@ -41,7 +47,7 @@ def onnxruntime_graph(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str
     """
     import onnxruntime as ort
 
-    options = _options("ORT_ENABLE_EXTENDED")
+    options = _options("ORT_ENABLE_ALL" if layout else "ORT_ENABLE_EXTENDED")
     with tempfile.TemporaryDirectory() as tmp:
         options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
         ort.InferenceSession(model.SerializeToString(), options,

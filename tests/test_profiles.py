@@ -261,13 +261,14 @@ def test_microcontroller_rejects_what_does_not_fit(tmp_path):
 
 
 def test_calibrate_then_load_round_trip(tmp_path):
-    """A reduced micro-benchmark set: the written file loads, and predicts what the fit does."""
+    """A reduced micro-benchmark set (one sampled network, timed at its own mixed precisions):
+    the written file loads, and predicts what the fit does."""
     from edgeshrink.hardware_profiles.calibrate import MicroBench, build_micro_model, calibrate
 
     benches = (MicroBench("conv", 8, 16), MicroBench("pointwise", 32, 8, 1),
                MicroBench("depthwise", 48, 8, 3), MicroBench("matmul", 128, 128),
                MicroBench("elementwise", 16, 16), MicroBench("pooling", 64, 8),
-               MicroBench("ir_block", 16, 8, 3, 3))
+               MicroBench("ir_block", 16, 8, 3, 3), MicroBench("space_net", 0, 16, seed=0))
     settings = Measurement(warmup_runs=3, min_runs=20, min_seconds=0.01, drift_correction="none")
     out = tmp_path / "cal" / "mine.toml"
     profile, fit = calibrate(out, name="mine", precisions=("fp32", "int8"), settings=settings,
@@ -275,9 +276,12 @@ def test_calibrate_then_load_round_trip(tmp_path):
     assert out.is_file() and not list(out.parent.glob(".*partial*"))
     again = load_profile(str(out))
     assert again == profile and again.name == "mine" and again.precisions == ("fp32", "int8")
-    assert again.latency_method == "predicted" and again.fusion == "onnxruntime"
+    assert again.latency_method == "predicted" and again.fusion == "onnxruntime_layout"
     assert fit.mape < 0.5
-    for bench in benches:
+    # 7 operators/blocks x chains of 1 and 4 x (fp32, uint8, symmetric int8), and the network
+    # once, quantized by its own plan.
+    assert "43 micro-benchmark timings" in out.read_text()
+    for bench in benches[:-1]:
         model = build_micro_model(bench, 4)
         layers = [la for la in analyse_graph(model, again.fusion) if la.macs > 0]
         assert predict_latency(model, again).total_ms == pytest.approx(fit.predict_ms(layers),
