@@ -6,8 +6,10 @@ import re
 import numpy as np
 import onnx
 import pytest
+from profile_files import GOOD as BASE
+from profile_files import write_profile
 
-from edgeshrink.hardware_profiles import ProfileError, load_profile
+from edgeshrink.hardware_profiles import ProfileError
 from edgeshrink.hardware_profiles.calibrate import Sample, fit_kernels
 from edgeshrink.hardware_profiles.calibration_nets import STAGES, space_network
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
@@ -53,28 +55,7 @@ def test_a_missing_tail_rate_costs_those_macs_as_whole_vectors():
         9216 * 0.1e-6)
 
 
-GOOD = """
-schema_version = 2
-name = "dev"
-description = "a test device"
-kind = "cpu"
-latency_method = "predicted"
-sources = ["[1] made up for a test"]
-[compute]
-fp32 = 1.0
-int8 = 4.0
-[memory]
-bandwidth_gbps = 1.0
-[overhead]
-per_layer_us = 2.0
-per_inference_us = 10.0
-[efficiency]
-conv = 0.5
-depthwise = 0.25
-pointwise = 0.5
-matmul = 0.5
-elementwise = 0.5
-pooling = 0.5
+GOOD = BASE + """
 [layout]
 fusion = "onnxruntime_layout"
 [kernels]
@@ -84,14 +65,8 @@ pixel_ns = 2.0, channel_ns = 10.0 }
 """
 
 
-def _profile(tmp_path, text: str = GOOD):
-    path = tmp_path / "dev.toml"
-    path.write_text(text)
-    return load_profile(str(path))
-
-
 def test_listed_kernels_use_the_table_and_the_rest_the_roofline(tmp_path):
-    profile = _profile(tmp_path)
+    profile = write_profile(tmp_path, GOOD)
     assert profile.kernels[DW]["pixel_ns"] == 2.0 and profile.kernel_vector == 16
     listed, other = _depthwise(20, 8, 3), _depthwise(20, 8, 3, kernel="DepthwiseConvX")
     pred = predict_layers([listed, other], profile)
@@ -114,7 +89,7 @@ def test_listed_kernels_use_the_table_and_the_rest_the_roofline(tmp_path):
 def test_bad_kernel_table_names_the_field(tmp_path, old, new, field):
     assert old in GOOD
     with pytest.raises(ProfileError, match=re.escape(field)):
-        _profile(tmp_path, GOOD.replace(old, new, 1))
+        write_profile(tmp_path, GOOD.replace(old, new, 1))
 
 
 def test_fit_recovers_known_kernel_costs():

@@ -8,6 +8,8 @@ import onnx
 import pytest
 import torch
 from onnx import numpy_helper
+from profile_files import GOOD
+from profile_files import write_profile as _profile
 from torch import nn
 
 from edgeshrink.hardware_profiles import ProfileError, list_profiles, load_profile
@@ -29,37 +31,6 @@ def test_host_profile_loads():
 def test_unknown_profile_lists_the_known_ones():
     with pytest.raises(ProfileError, match="unknown profile 'pi9'.*host"):
         load_profile("pi9")
-
-
-GOOD = """
-schema_version = 2
-name = "dev"
-description = "a test device"
-kind = "cpu"
-latency_method = "predicted"
-sources = ["[1] made up for a test"]
-[compute]
-fp32 = 1.0
-int8 = 4.0
-[memory]
-bandwidth_gbps = 1.0
-[overhead]
-per_layer_us = 2.0
-per_inference_us = 10.0
-[efficiency]
-conv = 0.5
-depthwise = 0.25
-pointwise = 0.5
-matmul = 0.5
-elementwise = 0.5
-pooling = 0.5
-"""
-
-
-def _profile(tmp_path, text: str = GOOD):
-    path = tmp_path / "dev.toml"
-    path.write_text(text)
-    return load_profile(str(path))
 
 
 def test_every_builtin_profile_loads_and_cites_its_numbers():
