@@ -268,12 +268,14 @@ def test_calibration_needs_no_torch(tmp_path):
         "from edgeshrink.hardware_profiles.registry import Measurement\n"
         "s = Measurement(warmup_runs=2, min_runs=5, min_seconds=0.0, drift_correction='none')\n"
         f"calibrate(Path({str(tmp_path / 'p.toml')!r}), settings=s,\n"
-        "          benchmarks=(MicroBench('conv', 8, 8), MicroBench('pointwise', 16, 8, 1)))\n"
+        "          benchmarks=(MicroBench('conv', 8, 8), MicroBench('pointwise', 16, 8, 1),\n"
+        "                      MicroBench('space_net', 0, 16, seed=2)))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert load_profile(str(tmp_path / "p.toml")).precisions == ("fp32", "int8")
+    written = load_profile(str(tmp_path / "p.toml"))
+    assert written.precisions == ("fp32", "int8") and written.kernels
 
 
 def test_bigger_model_measures_slower(tmp_path):
