@@ -41,8 +41,9 @@ from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainingDiverged
 from edgeshrink.spaces.block_choices import BLOCK_KINDS
-from edgeshrink.spaces.blocks import BLOCKS, Student, _make_divisible, build_student
+from edgeshrink.spaces.blocks import BLOCKS, Student, build_student
 from edgeshrink.spaces.candidate import Candidate, StageSpec
+from edgeshrink.spaces.channel_rounding import make_divisible
 from edgeshrink.spaces.distillation import distillation_loss
 from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import (
@@ -224,12 +225,12 @@ class SuperNet(nn.Module):
         self.train_seconds = 0.0  # set by train_supernet
         self.trained_now = False
         wmax = space.distributions["width_mult"].high
-        stem = _make_divisible(space.stem_channels * wmax)
+        stem = make_divisible(space.stem_channels * wmax)
         self.stem = Conv2dNormActivation(in_channels, stem, 3, 1, activation_layer=nn.ReLU6)
         arriving = {stem}  # channel counts that may reach the next stage (skips let more in)
         self.stages = nn.ModuleList()
         for opts in self.options:
-            out_chs = _make_divisible(opts.channels * wmax)
+            out_chs = make_divisible(opts.channels * wmax)
             positions = nn.ModuleList()
             for pos in range(opts.max_depth if opts.kinds else 0):
                 in_chs = max(arriving) if pos == 0 else out_chs
@@ -240,7 +241,7 @@ class SuperNet(nn.Module):
             self.stages.append(positions)
             made = {out_chs} if opts.kinds else set()
             arriving = arriving | made if opts.can_skip else made
-        head = _make_divisible(space.head_channels * max(1.0, wmax))
+        head = make_divisible(space.head_channels * max(1.0, wmax))
         self.head = Conv2dNormActivation(max(arriving), head, 1, activation_layer=nn.ReLU6)
         self.classifier = nn.Linear(head, num_classes)
 

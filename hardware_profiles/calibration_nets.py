@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
+from edgeshrink.spaces.channel_rounding import make_divisible
 
 # (channels, stride, block types) per stage, as in spaces/default_space.yaml.
 STAGES = ((16, 1, ("ir", "ds", "skip")), (24, 2, ("ir", "ds")), (32, 2, ("ir", "ds")),
@@ -23,12 +24,6 @@ STEM_CHANNELS, HEAD_CHANNELS, RESOLUTION, CLASSES = 16, 128, 16, 10
 KERNELS, EXPANSIONS, ACTIVATIONS = (3, 5, 7), (1, 3, 4, 6), ("relu6", "hswish")
 WIDTHS = (0.5, 0.75, 1.0)
 CHANNEL_ROUND = 16  # channel pruning keeps multiples of the host's channel block
-
-
-def _divisible(value: float, divisor: int = 4) -> int:
-    """MobileNet's channel rounding, as spaces.blocks applies it (no torch here)."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * value else new
 
 
 def stage_prefix(stage: int) -> str:
@@ -42,7 +37,7 @@ def space_network(seed: int) -> tuple[onnx.ModelProto, str, dict[str, str], bool
     g = GraphBuilder(np.random.default_rng(seed + 1))
     width = float(rng.choice(WIDTHS))
     pruned = rng.random() < 0.3  # channel pruning: the expanded channels, rounded
-    stem = _divisible(STEM_CHANNELS * width)
+    stem = make_divisible(STEM_CHANNELS * width)
     x = g.conv("input", 1, stem, 3, act="relu6")
     cin = stem
     precisions: dict[str, str] = {}
@@ -53,7 +48,7 @@ def space_network(seed: int) -> tuple[onnx.ModelProto, str, dict[str, str], bool
             continue
         kernel, expansion = int(rng.choice(KERNELS)), int(rng.choice(EXPANSIONS))
         se, act = bool(rng.random() < 0.5), str(rng.choice(ACTIVATIONS))
-        cout = _divisible(channels * width)
+        cout = make_divisible(channels * width)
         g.scope = stage_prefix(i)
         for d in range(int(rng.integers(1, 3))):
             s = stride if d == 0 else 1
@@ -68,7 +63,7 @@ def space_network(seed: int) -> tuple[onnx.ModelProto, str, dict[str, str], bool
                 x = g.inverted_residual(x, cin, cout, expansion, s, kernel, se, act, mid)
             cin = cout
         g.scope = ""
-    head = _divisible(HEAD_CHANNELS * max(1.0, width))
+    head = make_divisible(HEAD_CHANNELS * max(1.0, width))
     x = g.conv(x, cin, head, 1, act="relu6")
     x = g.op("Flatten", [g.op("GlobalAveragePool", [x])])
     model = g.model([1, 1, RESOLUTION, RESOLUTION], g.linear(x, head, CLASSES), [1, CLASSES])

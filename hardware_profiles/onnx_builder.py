@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from edgeshrink.spaces.channel_rounding import se_channels
+
 ACTIVATION_OPS = {"relu": "Relu", "hswish": "HardSwish"}
 
 
@@ -49,8 +51,7 @@ class GraphBuilder:
 
     def squeeze_excite(self, x: str, channels: int) -> str:
         """MobileNetV3's SE as torchvision's SqueezeExcitation exports it (hard-sigmoid gate)."""
-        squeezed = max(8, int(channels / 4 + 4) // 8 * 8)  # MobileNet's rounding, as in
-        squeezed += 8 if squeezed < 0.9 * channels / 4 else 0  # spaces.blocks (no torch here)
+        squeezed = se_channels(channels)
         s = self.op("GlobalAveragePool", [x])
         s = self.conv(s, channels, squeezed, 1)
         s = self.conv(s, squeezed, channels, 1, relu=False)

@@ -19,6 +19,7 @@ from edgeshrink.spaces.candidate import (
     StageSpec,
     format_arch,
 )
+from edgeshrink.spaces.channel_rounding import make_divisible, se_channels
 from edgeshrink.spaces.errors import EdgeshrinkError
 
 # Activation name -> layer, for the expand and depthwise convs (and ds's pointwise conv).
@@ -26,15 +27,9 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "hswish": nn.Hards
 assert set(ACTIVATIONS) == set(ACTIVATION_TOKENS)
 
 
-def _make_divisible(value: float, divisor: int = 4) -> int:
-    """Round channels the way MobileNet does, so width multipliers give friendly sizes."""
-    new = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < 0.9 * value else new
-
-
 def _squeeze_excitation(chs: int) -> SqueezeExcitation:
     """MobileNetV3's SE: squeeze to a quarter (multiple of 8), hard-sigmoid gate."""
-    return SqueezeExcitation(chs, _make_divisible(chs / 4, 8), scale_activation=nn.Hardsigmoid)
+    return SqueezeExcitation(chs, se_channels(chs), scale_activation=nn.Hardsigmoid)
 
 
 def _depthwise(chs: int, kernel: int, stride: int, act: str) -> Conv2dNormActivation:
@@ -105,7 +100,7 @@ class Student(nn.Module):
     def __init__(self, candidate: Candidate, in_channels: int, num_classes: int):
         super().__init__()
         wm = candidate.width_mult
-        stem = _make_divisible(candidate.stem_channels * wm)
+        stem = make_divisible(candidate.stem_channels * wm)
         self.stem = Conv2dNormActivation(in_channels, stem, 3, 1, activation_layer=nn.ReLU6)
         layers: list[nn.Module] = []
         stage_of_block: list[int] = []
@@ -113,7 +108,7 @@ class Student(nn.Module):
         for i, stage in enumerate(candidate.stages):
             if BLOCK_KINDS[stage.block].empty:
                 continue  # stride 1 and no module: the next stage sees this one's input
-            out_chs = _make_divisible(stage.channels * wm)
+            out_chs = make_divisible(stage.channels * wm)
             blocks = _stage_blocks(stage, in_chs, out_chs)
             layers.extend(blocks)
             stage_of_block.extend([i] * len(blocks))
@@ -122,7 +117,7 @@ class Student(nn.Module):
         self.stage_of_block = tuple(stage_of_block)
         self.stage_channels = tuple(s.channels for s in candidate.stages)
         self.width_mult = wm
-        head = _make_divisible(candidate.head_channels * max(1.0, wm))
+        head = make_divisible(candidate.head_channels * max(1.0, wm))
         self.head = Conv2dNormActivation(in_chs, head, 1, activation_layer=nn.ReLU6)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(head, num_classes)
@@ -173,7 +168,7 @@ def arch_of(model: Student) -> str:
             continue
         choice, stride, out_chs = _read_block(blocks[0])
         later = {_read_block(b)[0] for b in blocks[1:]}
-        expected = _make_divisible(nominal * model.width_mult)
+        expected = make_divisible(nominal * model.width_mult)
         if later - {choice} or out_chs != expected:
             raise EdgeshrinkError(
                 f"stage {i} of the model is not one block type of {expected} channels (got "
