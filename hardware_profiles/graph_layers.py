@@ -133,7 +133,8 @@ class Layer:
             self.precision]
 
 
-def _with_batch_one(model: onnx.ModelProto) -> dict[str, list[int]]:
+def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
+    """Every tensor's shape by onnx's shape inference, unknown dimensions (the batch) as 1."""
     inferred = shape_inference.infer_shapes(model)
     shapes: dict[str, list[int]] = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
@@ -203,7 +204,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
 
         model, shapes = onnxruntime_graph(model, layout=layout)
     else:
-        shapes = _with_batch_one(model)
+        shapes = tensor_shapes(model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}

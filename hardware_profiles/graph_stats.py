@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper, shape_inference
+from onnx import numpy_helper
+
+from edgeshrink.hardware_profiles.graph_layers import tensor_shapes
 
 
 @dataclass(frozen=True)
@@ -15,17 +17,6 @@ class GraphStats:
     params: int
     nonzero_params: int
     macs: int
-
-
-def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
-    inferred = shape_inference.infer_shapes(model)
-    out: dict[str, list[int]] = {}
-    for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
-        dims = [
-            d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim
-        ]
-        out[vi.name] = dims
-    return out
 
 
 def graph_stats(model_path: Path | str) -> GraphStats:
@@ -36,7 +27,7 @@ def graph_stats(model_path: Path | str) -> GraphStats:
     """
     model = onnx.load(str(model_path))
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    shapes = _shapes(model)
+    shapes = tensor_shapes(model)
     weight_names: set[str] = set()
     macs = 0
     for node in model.graph.node:
