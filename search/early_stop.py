@@ -208,9 +208,3 @@ class TrialWatcher:
         if why is not None:
             self._abort(epoch, why)
 
-
-def epoch_watcher(trial: optuna.Trial, candidate: Candidate, rule: EarlyStopRule,
-                  min_accuracy: float | None = None,
-                  max_latency_ms: float | None = None) -> TrialWatcher:
-    """The early-abort callbacks of one trial (``on_epoch`` is the watcher itself)."""
-    return TrialWatcher(trial, candidate, rule, min_accuracy, max_latency_ms)

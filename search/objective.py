@@ -16,7 +16,7 @@ from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
-from edgeshrink.search.early_stop import EarlyStopRule, epoch_watcher
+from edgeshrink.search.early_stop import EarlyStopRule, TrialWatcher
 from edgeshrink.search.objectives import DEFAULT_OBJECTIVES, objective_values
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
@@ -59,8 +59,8 @@ class Objective:
             torch.set_num_threads(self.train_threads)
         watch: dict[str, Any] = {}
         if self.early_stop is not None:
-            watcher = epoch_watcher(trial, candidate, self.early_stop, self.min_accuracy,
-                                    self.max_latency_ms)
+            watcher = TrialWatcher(trial, candidate, self.early_stop, self.min_accuracy,
+                                   self.max_latency_ms)
             watch = {"on_epoch": watcher}
             if self.wants_preview:
                 watch["on_preview"] = watcher.on_preview

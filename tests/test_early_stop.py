@@ -15,7 +15,7 @@ from edgeshrink.search.early_stop import (
     PREVIEW_ATTR,
     EarlyStopRule,
     Finished,
-    epoch_watcher,
+    TrialWatcher,
     finished_history,
     no_slower,
 )
@@ -131,7 +131,7 @@ def test_history_reads_latency_from_the_second_value():
 @pytest.mark.parametrize(("n_objectives", "aborted"), [(2, True), (3, False)])
 def test_watcher_compares_latency_only_in_two_objective_studies(n_objectives, aborted):
     study = _study(n_objectives)
-    watch = epoch_watcher(study.ask(), OTHER, EarlyStopRule())
+    watch = TrialWatcher(study.ask(), OTHER, EarlyStopRule())
     watch.on_preview(2.0, "predicted")
     if aborted:  # a finished trial at 1 ms has 0.90; at most 0.85 is reachable from 0.60
         with pytest.raises(optuna.TrialPruned):
@@ -144,22 +144,22 @@ def test_watcher_compares_latency_only_in_two_objective_studies(n_objectives, ab
 
 def test_preview_over_the_latency_limit_aborts_before_training():
     study = _study()
-    watch = epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5)
+    watch = TrialWatcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5)
     with pytest.raises(optuna.TrialPruned):
         watch.on_preview(1.6, "predicted")
     attrs = study.trials[-1].user_attrs
     assert attrs[ABORT_ATTR]["epoch"] == 0 and "--max-latency-ms 1.5" in attrs[ABORT_ATTR]["reason"]
     assert attrs[PREVIEW_ATTR] == 1.6 and CURVE_ATTR not in attrs
     # Measured: 1.6 ms may still end at 1.28 ms, within the limit; 1.9 ms may not.
-    epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+    TrialWatcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
         1.6, "measured")
     with pytest.raises(optuna.TrialPruned):
-        epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+        TrialWatcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
             1.9, "measured")
     # Within the limit, or no limit: goes on to training.
-    epoch_watcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
+    TrialWatcher(study.ask(), OTHER, EarlyStopRule(), max_latency_ms=1.5).on_preview(
         1.5, "predicted")
-    epoch_watcher(study.ask(), OTHER, EarlyStopRule()).on_preview(100.0, "predicted")
+    TrialWatcher(study.ask(), OTHER, EarlyStopRule()).on_preview(100.0, "predicted")
 
 
 def test_search_with_a_latency_limit_trains_nothing_it_cannot_keep(seeded_run_dir):
@@ -181,7 +181,7 @@ def test_search_with_a_latency_limit_trains_nothing_it_cannot_keep(seeded_run_di
 def test_watcher_records_the_curve_and_prunes_through_optuna():
     study = _study()
     trial = study.ask()
-    watch = epoch_watcher(trial, BIG, EarlyStopRule())
+    watch = TrialWatcher(trial, BIG, EarlyStopRule())
     watch(1, 0.85)  # best case 0.97: keeps training
     with pytest.raises(optuna.TrialPruned):
         watch(2, 0.50)  # best case 0.57 < 0.90
