@@ -26,7 +26,7 @@ def channel_round_to(candidate: Candidate, profile: Profile) -> int:
 def quant_plan(candidate: Candidate, model: Student) -> QuantPlan:
     """Each block at its stage's precision, the rest (stem, head) at the candidate's."""
     return plan_for([candidate.precision_of_stage(s) for s in model.stage_of_block],
-                    candidate.precision, candidate.act_symmetric)
+                    candidate.precision, candidate.act_symmetric, candidate.reduce_range)
 
 
 def quantize_artifact(fp32_path: Path, dst: Path, data: DataSplits, settings: TrainSettings,

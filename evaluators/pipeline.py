@@ -34,6 +34,7 @@ from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
+from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
@@ -48,6 +49,8 @@ ARTIFACT = "model.onnx"
 @dataclass
 class EvaluationResult:
     accuracy: float  # validation accuracy of the exported, quantized ONNX file
+    # whose int8 arithmetic computed it (hardware_profiles.int8_arithmetic.ACCURACY_METHODS)
+    accuracy_method: str
     latency_ms: float
     latency_p90_ms: float
     latency_raw_ms: float  # wall-clock median before drift correction
@@ -80,6 +83,7 @@ class EvaluationResult:
     preview_latency_ms: float | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    cpu: dict[str, Any] = field(default_factory=dict)  # the scoring machine (hardware_profiles.cpu)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +110,7 @@ def evaluate_candidate(
     on_epoch: Callable[[int, float], None] | None = None,
     supernet: SuperNet | None = None,
     on_preview: Callable[[float, str], None] | None = None,
+    accuracy_method: str | None = None,
 ) -> EvaluationResult:
     """Every metric returned is read off the file written to ``out_dir/model.onnx``.
 
@@ -116,7 +121,11 @@ def evaluate_candidate(
     ``on_preview(latency_ms, method)`` sees the latency the artifact will have, previewed on the
     untrained student before any training (stage "preview"), and may raise to abort then; it is
     not called where the profile makes latency depend on trained weights (``preview_blocker``).
+    ``accuracy_method`` defaults to the profile's (``int8_arithmetic``): the device's int8
+    arithmetic on a predicted profile, this machine's kernels on a measured one.
     """
+    arithmetic = int8_arithmetic(profile)
+    accuracy_method = accuracy_method or arithmetic.accuracy_method
     timer = _StageTimer()
     preview = None
     if on_preview is not None and preview_blocker(candidate, profile) is None:
@@ -172,7 +181,7 @@ def evaluate_candidate(
     with timer("measure"):
         artifact = work / ARTIFACT
         labels = data.val.y.numpy()
-        predictions = onnx_predict(artifact, data.val.x.numpy())
+        predictions = onnx_predict(artifact, data.val.x.numpy(), method=accuracy_method)
         accuracy = float((predictions == labels).mean())
         latency = artifact_latency(artifact, data, profile, gauge, quant)
         stats = graph_stats(fp32_path)
@@ -186,6 +195,7 @@ def evaluate_candidate(
 
     result = EvaluationResult(
         accuracy=accuracy,
+        accuracy_method=accuracy_method,
         latency_ms=latency.median_ms,
         latency_p90_ms=latency.p90_ms,
         latency_raw_ms=latency.raw_median_ms,
@@ -215,6 +225,7 @@ def evaluate_candidate(
         preview_latency_ms=None if preview is None else preview.latency_ms,
         stage_seconds=timer.seconds,
         versions=tool_versions(),
+        cpu=arithmetic.cpu.to_dict(),
     )
     (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result

@@ -31,6 +31,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
+from edgeshrink.hardware_profiles.int8_arithmetic import ACCURACY_METHODS, weight_range_text
 from edgeshrink.reports.frame import pareto_mask
 from edgeshrink.reports.paths import inside
 from edgeshrink.spaces.candidate import Candidate
@@ -40,7 +42,7 @@ SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standa
 _STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_raw_ms", "gauge_ratio",
                    "energy_mj", "size_bytes", "size_gzip_bytes",
                    "params", "nonzero_params", "macs", "weight_sparsity", "threads", "profile",
-                   "arch", "versions")
+                   "arch", "versions", "accuracy_method", "cpu", "quantization")
 
 
 @dataclass(frozen=True)
@@ -279,20 +281,24 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     shutil.copy2(source / "weights.pt", stage / "weights.pt")
     files = ["model.onnx", "weights.pt"]
 
-    # Proof 1: the shipped file scores exactly what the search stored.
-    val_pred = onnx_predict(stage / "model.onnx", data.val.x.numpy())
+    # Proof 1: the shipped file scores exactly what the search stored, in the same arithmetic
+    # (trials from before accuracy_method was recorded were scored by the host's kernels).
+    method = attrs.get("accuracy_method", "host")
+    val_pred = onnx_predict(stage / "model.onnx", data.val.x.numpy(), method=method)
     val_acc = float((val_pred == data.val.y.numpy()).mean())
     if val_acc != trial.values[0]:
         raise EdgeshrinkError(
-            f"trial {trial.number}'s model.onnx scores validation accuracy {val_acc:.6f}, "
-            f"but the study stored {trial.values[0]:.6f}: the artifact was changed or is not "
-            "the one measured; not exporting it"
+            f"trial {trial.number}'s model.onnx scores validation accuracy {val_acc:.6f} "
+            f"({method} arithmetic), but the study stored {trial.values[0]:.6f}: the artifact "
+            "was changed or is not the one measured"
+            + _cpu_hint(method, attrs.get("cpu"))
+            + "; not exporting it"
         )
     # Proof 2: the weights load safely and fit the architecture in the recipe.
     state = torch.load(stage / "weights.pt", weights_only=True)
     load_pruned_state_dict(build_student(candidate, data.in_channels, data.num_classes), state)
     # The held-out test split, which the search never sees.
-    test_pred = onnx_predict(stage / "model.onnx", data.test.x.numpy())
+    test_pred = onnx_predict(stage / "model.onnx", data.test.x.numpy(), method=method)
     test_acc = float((test_pred == data.test.y.numpy()).mean())
 
     metrics = {k: attrs[k] for k in _STORED_METRICS if k in attrs}
@@ -389,6 +395,12 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
                                   f"({metrics.get('nonzero_params', 0):,})"),
         ("MACs per image", f"{metrics.get('macs', 0):,}"),
     ]
+    if "int8" in metrics.get("quantization", {}).get("realised", {}):
+        rows.append(("int8 weights", weight_range_text(candidate.reduce_range)))
+    if metrics.get("accuracy_method"):
+        cpu = metrics.get("cpu") or {}
+        rows.append(("accuracy computed by", f"{ACCURACY_METHODS[metrics['accuracy_method']]}"
+                     + (f", on {cpu.get('model', '?')}" if cpu else "")))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     return f"""# {data.name} classifier, trial {metrics['trial']} of study `{metrics['study']}`
 
@@ -424,6 +436,14 @@ print(logits.argmax(axis=1))
 - `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
 - `metrics.json`: all metrics, tool versions and where it came from.
 """
+
+
+def _cpu_hint(method: str, cpu: dict[str, Any] | None) -> str:
+    """Host arithmetic differs between CPUs: name the one that scored the trial if it differs."""
+    if method != "host" or not cpu or CpuInfo.from_dict(cpu).same_kind(host_cpu()):
+        return ""
+    return (f" (it was scored on {cpu.get('model', '?')}, this is {host_cpu().model}: "
+            "export on a machine of the same kind)")
 
 
 _PRUNING_TEXT = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from edgeshrink.evaluators.supernet import SuperNet
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
+from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.early_stop import EarlyStopRule, TrialWatcher
 from edgeshrink.search.objectives import DEFAULT_OBJECTIVES, objective_values
@@ -52,6 +53,10 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         candidate = suggest_candidate(trial, self.space)
+        if "int8" in {candidate.precision, *candidate.stage_precisions}:
+            # Not sampled: the host's int8 kernels decide whether weights need 7 bits.
+            candidate = replace(candidate,
+                                reduce_range=int8_arithmetic(self.profile).reduce_range)
         trial.set_user_attr("arch", candidate.arch)
         trial.set_user_attr("candidate", candidate.to_dict())
         trial.set_user_attr("profile", self.profile.name)

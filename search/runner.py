@@ -22,6 +22,7 @@ from edgeshrink.evaluators.teachers import (
     teacher_reference,
 )
 from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.reports.reference import reference_text
@@ -171,6 +172,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         "profile": profile.name,
         "settings": asdict(settings),
         "seed": opts.seed,
+        "cpu": int8_arithmetic(profile).cpu.to_dict(),  # the first scoring machine
     }
     _check_same_setup(study, setup)
     if opts.worker is None:
@@ -197,6 +199,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
             f"{profile.name!r}, sampler {opts.sampler}: running {remaining} trial(s), "
             f"{done} already done; storage {where}"
         )
+        print(_arithmetic_text(profile))
         print(f"ETA: about {remaining * _SECONDS_PER_TRIAL_GUESS * opts.epochs / 5 / 60:.0f} min "
               "(the progress bar refines it)")
         # One gauge latency per study, so every trial, resumed or not, is on the same scale.
@@ -239,6 +242,17 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         paths = write_report(study, run_dir)
         print(f"report: {paths['html']}\ntrials: {paths['trials']}\npareto: {paths['pareto']}")
     return study
+
+
+def _arithmetic_text(profile) -> str:
+    arithmetic = int8_arithmetic(profile)
+    cpu = arithmetic.cpu.describe()
+    if arithmetic.accuracy_method == "reference":
+        return (f"scoring CPU: {cpu}; int8 accuracy is computed in reference arithmetic, as "
+                f"{profile.name!r} computes it")
+    weights = ("int8 weights are quantized to 7 bits so this host's kernels do not saturate"
+               if arithmetic.reduce_range else "int8 weights use 8 bits")
+    return f"scoring CPU: {cpu}; {weights}"
 
 
 # Mean seconds per trial at 5 epochs on 2 quiet cores, default space (BENCHMARKS.md).

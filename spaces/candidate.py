@@ -193,6 +193,9 @@ class Candidate:
     act_symmetric: bool = False  # int8 activations: symmetric int8 (True) or uint8 (False)
     qat: bool = False  # quantization-aware fine-tune before export
     hint_weight: float = 0.0  # FitNets feature-distillation loss weight; 0 = off
+    # int8 weights on 7 bits: set by the search, not sampled, where the scoring host's int8
+    # kernels saturate (hardware_profiles.int8_arithmetic)
+    reduce_range: bool = False
     schema: int = field(default=SCHEMA, init=False)
 
     def __post_init__(self) -> None:
@@ -207,7 +210,7 @@ class Candidate:
         methods, importances = compression_choices()
         _one_of("candidate", "pruning", self.pruning, methods)
         _one_of("candidate", "importance", self.importance, importances)
-        for name in ("act_symmetric", "qat"):
+        for name in ("act_symmetric", "qat", "reduce_range"):
             if not isinstance(getattr(self, name), bool):
                 raise EdgeshrinkError(
                     f"candidate field {name!r} must be true or false; got {getattr(self, name)!r}"

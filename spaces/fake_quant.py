@@ -4,7 +4,8 @@ torch.ao's QAT would export its own QDQ graph; here the exported file is quantiz
 onnxruntime (``quantize_with_plan``), so training only has to put the weights exactly on that
 grid and let the network adapt to rounded activations:
 
-- weights: per output channel, symmetric, scale = max|w| / (2^(b-1) - 1) recomputed every step
+- weights: per output channel, symmetric, scale = max|w| / qmax recomputed every step, qmax =
+  127 / 64 (onnxruntime's reduced 7-bit range) / 7 for 8 / 7 / 4 bits
   (``torch.fake_quantize_per_channel_affine``, a straight-through estimator);
 - activations: what onnxruntime's static QDQ quantizes, i.e. the input and output of every
   quantized conv / linear (a ReLU / ReLU6 right after it has its output quantized instead when
@@ -23,7 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.precision_plan import WEIGHT_BITS, QuantPlan
+from edgeshrink.spaces.precision_plan import WEIGHT_QMAX, QuantPlan
 
 QUANTIZABLE = (nn.Conv2d, nn.Conv1d, nn.Linear)
 # Activations onnxruntime folds into the quantized output range of the layer before them.
@@ -36,12 +37,12 @@ _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 def weight_scales(w: torch.Tensor, bits: int) -> torch.Tensor:
     """Symmetric per-output-channel scales; an all-zero channel gets 1 (as onnxruntime does)."""
     amax = w.detach().abs().flatten(1).amax(1)
-    return torch.where(amax > 0, amax / (2 ** (bits - 1) - 1), torch.ones_like(amax))
+    return torch.where(amax > 0, amax / WEIGHT_QMAX[bits], torch.ones_like(amax))
 
 
 def fake_quantize_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """``w`` rounded to its per-channel b-bit grid, in [-(2^(b-1)-1), 2^(b-1)-1] steps."""
-    qmax = 2 ** (bits - 1) - 1
+    """``w`` rounded to its per-channel b-bit grid, in [-qmax, qmax] steps."""
+    qmax = WEIGHT_QMAX[bits]
     scale = weight_scales(w, bits).float()
     zero = torch.zeros(len(scale), dtype=torch.int32, device=w.device)
     return torch.fake_quantize_per_channel_affine(w, scale, zero, 0, -qmax, qmax)
@@ -190,4 +191,4 @@ def onnx_scope(model: nn.Module, module_name: str) -> str:
 def qat_bits(model: nn.Module, plan: QuantPlan) -> Callable[[str], int | None]:
     """``bits_of_module`` for :func:`prepare_qat`: the weight bits of each module's precision in
     ``plan`` (None for fp32 / fp16), found by the ONNX scope its nodes will carry."""
-    return lambda name: WEIGHT_BITS[plan.precision_of(onnx_scope(model, name))]
+    return lambda name: plan.weight_bits(plan.precision_of(onnx_scope(model, name)))

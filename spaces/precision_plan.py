@@ -16,6 +16,10 @@ from edgeshrink.spaces.quantization_choices import PRECISIONS
 # Weight bits each precision fake-quantizes to during QAT; None = stays float.
 WEIGHT_BITS: dict[str, int | None] = {"fp32": None, "fp16": None, "int8": 8, "int4": 4}
 assert set(WEIGHT_BITS) == set(PRECISIONS)
+REDUCED_INT8_BITS = 7  # int8 weights with onnxruntime's reduce_range
+# Largest integer of each weight grid (symmetric, per channel: scale = max|w| / qmax).
+# onnxruntime's reduced int8 range is [-64, 64], not [-63, 63].
+WEIGHT_QMAX: dict[int, int] = {8: 127, REDUCED_INT8_BITS: 64, 4: 7}
 
 
 def _check(precision: str, what: str) -> str:
@@ -31,6 +35,8 @@ class QuantPlan:
     default: str
     prefixes: dict[str, str] = field(default_factory=dict)  # ONNX node-name prefix -> precision
     act_symmetric: bool = False  # int8 activations: symmetric int8 (True) or uint8 (False)
+    # int8 weights on 7 bits (hardware_profiles.cpu: for x86 kernels that saturate without it)
+    reduce_range: bool = False
 
     def __post_init__(self) -> None:
         _check(self.default, "quantization plan field 'default'")
@@ -47,11 +53,16 @@ class QuantPlan:
         best = max((p for p in self.prefixes if node_name.startswith(p)), key=len, default=None)
         return self.default if best is None else self.prefixes[best]
 
+    def weight_bits(self, precision: str) -> int | None:
+        """Bits of the weight grid a precision stores (None: float)."""
+        bits = WEIGHT_BITS[precision]
+        return REDUCED_INT8_BITS if bits == 8 and self.reduce_range else bits
+
 
 def plan_for(stage_precisions_of_blocks: list[str], default: str,
-             act_symmetric: bool = False) -> QuantPlan:
+             act_symmetric: bool = False, reduce_range: bool = False) -> QuantPlan:
     """Block k of ``Student.blocks`` runs at ``stage_precisions_of_blocks[k]``; the rest at
     ``default``. Blocks at ``default`` need no prefix, which keeps the plan short."""
     prefixes = {f"/blocks/blocks.{k}/": _check(p, f"precision of block {k}")
                 for k, p in enumerate(stage_precisions_of_blocks) if p != default}
-    return QuantPlan(default, prefixes, act_symmetric)
+    return QuantPlan(default, prefixes, act_symmetric, reduce_range)

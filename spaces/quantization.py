@@ -4,7 +4,9 @@
 
 - fp32: left float;
 - int8: onnxruntime static QDQ, per-channel symmetric int8 weights, activations calibrated on
-  data (MinMax) as uint8, or as symmetric int8 with ``plan.act_symmetric``;
+  data (MinMax) as uint8, or as symmetric int8 with ``plan.act_symmetric``; with
+  ``plan.reduce_range`` the weights take 7 bits ([-64, 64]), which x86 AVX2 kernels without
+  VNNI need to compute without saturating (``hardware_profiles.cpu``);
 - int4: the same with 4-bit weights (true INT4 initializers, opset 21), per-channel symmetric
   with scale max|w| / 7 (the grid ``fake_quant`` trains on; onnxruntime's own int4 scale is
   max|w| / 7.5, which clips the largest weight);
@@ -58,6 +60,7 @@ class QuantReport:
     nodes: dict[str, int]  # precision -> nodes of the float graph assigned to it
     act_symmetric: bool
     opset: int
+    reduce_range: bool = False  # int8 weights on 7 bits ([-64, 64])
 
     @property
     def simulated(self) -> bool:
@@ -127,6 +130,7 @@ def _quantize_integer(model: onnx.ModelProto, calibration: np.ndarray, plan: Qua
         _ArrayReader(model.graph.input[0].name, calibration),
         quant_format=QuantFormat.QDQ,
         per_channel=True,
+        reduce_range=plan.reduce_range,
         weight_type=QuantType.QInt8,
         activation_type=QuantType.QInt8 if plan.act_symmetric else QuantType.QUInt8,
         calibrate_method=CalibrationMethod.MinMax,
@@ -180,6 +184,7 @@ def quantize_with_plan(src: Path, dst: Path, calibration: np.ndarray,
         nodes={p: nodes[p] for p in used},
         act_symmetric=plan.act_symmetric,
         opset=_opset(model),
+        reduce_range=plan.reduce_range and bool(nodes["int8"]),
     )
 
 

@@ -1,7 +1,11 @@
 """Mixed precision, fp16 / int4, BatchNorm folding and QAT, on a small student trained on digits.
 
 Accuracies are on the digits test split (360 images), read from the real quantized files run by
-onnxruntime; run with ``-s`` to see them.
+onnxruntime; run with ``-s`` to see them. They measure what the product promises on any CPU:
+full-range int8 files in reference arithmetic (what a predicted device computes), 7-bit
+(reduce-range) files on this machine's own kernels (what a search on a measured host ships);
+``test_full_range_weights_saturate_avx2_pair_sums`` reproduces the x86 AVX2 arithmetic that
+separates the two in numpy, so it runs the same on VNNI and AVX2-only machines.
 """
 
 import copy
@@ -21,6 +25,7 @@ from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph
@@ -96,8 +101,9 @@ def trained(tmp_path_factory, one_thread):
     return model, data, path, _accuracy(path, data)
 
 
-def _accuracy(path, data) -> float:
-    return float((_logits(path, data.test.x.numpy()).argmax(1) == data.test.y.numpy()).mean())
+def _accuracy(path, data, method: str = "reference") -> float:
+    """Reference arithmetic by default: the same figure on every CPU."""
+    return onnx_accuracy(path, data.test.x.numpy(), data.test.y.numpy(), method=method)
 
 
 def _logits(path, x: np.ndarray) -> np.ndarray:
@@ -127,8 +133,14 @@ def test_int8_per_channel_stays_within_a_point_of_fp32(trained, tmp_path):
     _, data, _, fp32_acc = trained
     path, model, report = _quantized(trained, tmp_path, QuantPlan("int8"))
     acc = _accuracy(path, data)
-    print(f"\nfp32 {fp32_acc:.4f}  int8 {acc:.4f}")
+    reduced, _, reduced_report = _quantized(trained, tmp_path,
+                                            QuantPlan("int8", reduce_range=True), "r.onnx")
+    on_host = _accuracy(reduced, data, "host")
+    print(f"\nfp32 {fp32_acc:.4f}  int8 {acc:.4f} (reference)  7-bit weights {on_host:.4f} "
+          f"(this CPU's kernels) {_accuracy(reduced, data):.4f} (reference)")
     assert acc >= fp32_acc - 0.01
+    assert on_host >= fp32_acc - 0.01
+    assert not report.reduce_range and reduced_report.reduce_range
     inits = {t.name: t for t in model.graph.initializer}
     dqs = _weight_dq(model)
     layers = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
@@ -142,6 +154,79 @@ def test_int8_per_channel_stays_within_a_point_of_fp32(trained, tmp_path):
     quantize("int8", trained[2], tmp_path / "old.onnx", _calibration(data))
     assert _accuracy(tmp_path / "old.onnx", data) == acc
 
+
+def _weight_grid(path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Layer name -> (integer weights, per-channel scales) of every quantized layer."""
+    model = onnx.load(str(path))
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    return {name: (inits[dq.input[0]], inits[dq.input[1]])
+            for name, dq in _weight_dq(model).items()}
+
+
+def test_reduce_range_stores_int8_weights_on_seven_bits(trained, tmp_path):
+    full, _, _ = _quantized(trained, tmp_path, QuantPlan("int8"), "full.onnx")
+    plan = plan_for(["int8", "int4", "int8"], "int8", reduce_range=True)
+    reduced, _, report = _quantized(trained, tmp_path, plan, "reduced.onnx")
+    full_grid, reduced_grid = _weight_grid(full), _weight_grid(reduced)
+    assert max(int(np.abs(q).max()) for q, _ in full_grid.values()) == 127
+    for name, (q, scale) in reduced_grid.items():
+        bound = 7 if name.startswith("/blocks/blocks.1/") else 64  # int4 keeps its own grid
+        assert int(np.abs(q.astype(np.int32)).max()) == bound, name
+        # Twice the step of the full range: max|w| / 64 instead of max|w| / 127.
+        if bound == 64:
+            np.testing.assert_allclose(scale * 64, full_grid[name][1] * 127, rtol=1e-6)
+    assert report.reduce_range
+
+
+def _avx2_pair_sums(a: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """What ``vpmaddubsw`` computes: u8 activations x s8 weights, adjacent products along the
+    reduction axis added in pairs; the true int32 pair sums, which int16 lanes clamp."""
+    a, w = a.astype(np.int32), w.astype(np.int32)
+    if a.shape[1] % 2:
+        a, w = np.pad(a, ((0, 0), (0, 1))), np.pad(w, ((0, 0), (0, 1)))
+    return (a[:, 0::2, None] * w.T[None, 0::2] + a[:, 1::2, None] * w.T[None, 1::2])
+
+
+def _pointwise_inputs(path, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(u8 activations [pixels, cin], s8 weights [cout, cin]) of every 1x1 int8 conv: 2 per
+    block, the SE block's two and the head."""
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    layers = []
+    for node in model.graph.node:
+        dq = producer.get(node.input[0])
+        if (node.op_type == "Conv" and dq is not None and dq.op_type == "DequantizeLinear"
+                and node.name in _weight_dq(model)
+                and inits[_weight_dq(model)[node.name].input[0]].shape[2:] == (1, 1)):
+            layers.append((dq.input[0], inits[_weight_dq(model)[node.name].input[0]]))
+    model.graph.output.extend(onnx.ValueInfoProto(name=name) for name, _ in layers)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), opts,
+                                   providers=["CPUExecutionProvider"])
+    outs = session.run([name for name, _ in layers], {"input": x})
+    return [(np.moveaxis(a, 1, -1).reshape(-1, a.shape[1]), w[:, :, 0, 0])
+            for a, (_, w) in zip(outs, layers, strict=True)]
+
+
+def test_full_range_weights_saturate_avx2_pair_sums(trained, tmp_path):
+    """Why 7 bits: on the real network, full-range weights overflow int16 pair sums on AVX2
+    without VNNI; 7-bit weights cannot (2 x 255 x 64 = 32,640). Numpy, so any CPU runs it."""
+    _, data, _, _ = trained
+    x = data.test.x[:32].numpy()
+    counts = {}
+    for name, reduce in (("full", False), ("reduced", True)):
+        path, _, _ = _quantized(trained, tmp_path, QuantPlan("int8", reduce_range=reduce),
+                                f"{name}.onnx")
+        layers = _pointwise_inputs(path, x)
+        assert len(layers) == 9 and all(a.dtype == np.uint8 for a, _ in layers)
+        sums = [_avx2_pair_sums(a, w) for a, w in layers]
+        counts[name] = sum(int((np.abs(s) > 32767).sum()) for s in sums)
+        peak = max(int(np.abs(s).max()) for s in sums)
+        print(f"\n{name}: {counts[name]} saturating pair sums, largest |sum| {peak}")
+    assert counts["full"] > 0
+    assert counts["reduced"] == 0
 
 def test_int4_weights_take_at_most_16_values_per_channel(trained, tmp_path):
     _, data, _, fp32_acc = trained
@@ -215,8 +300,12 @@ def test_activation_symmetry_sets_the_zero_points(trained, tmp_path, symmetric, 
         assert (values > 0).any()  # asymmetric ranges put zero off the bottom somewhere
     assert report.act_symmetric is symmetric
     acc = _accuracy(path, data)
-    print(f"\nfp32 {fp32_acc:.4f}  int8 {'symmetric' if symmetric else 'uint8'} acts {acc:.4f}")
+    reduced, _, _ = _quantized(trained, tmp_path, QuantPlan("int8", {}, symmetric, True), "r.onnx")
+    on_host = _accuracy(reduced, data, "host")
+    print(f"\nfp32 {fp32_acc:.4f}  int8 {'symmetric' if symmetric else 'uint8'} acts {acc:.4f} "
+          f"(reference), 7-bit weights {on_host:.4f} (this CPU's kernels)")
     assert acc >= fp32_acc - 0.015
+    assert on_host >= fp32_acc - 0.015
 
 
 def test_fp16_is_simulated_with_fp16_weights_and_rounded_activations(trained, tmp_path):
@@ -278,6 +367,9 @@ def test_module_scopes_match_the_exported_node_names(trained):
     bits = qat_bits(model, plan_for(["int8", "fp32", "int4"], "int8"))
     assert [bits("stem.0"), bits("blocks.0.conv.0.0"), bits("blocks.1.conv.2.fc1"),
             bits("blocks.2.conv.1.0"), bits("classifier")] == [8, 8, None, 4, 8]
+    bits = qat_bits(model, plan_for(["int8", "fp32", "int4"], "int8", reduce_range=True))
+    assert [bits("stem.0"), bits("blocks.1.conv.2.fc1"), bits("blocks.2.conv.1.0")] == [
+        7, None, 4]
 
 
 def test_qat_at_int4_beats_or_matches_ptq_on_the_onnxruntime_grid(trained, tmp_path):
@@ -315,6 +407,23 @@ def test_qat_at_int4_beats_or_matches_ptq_on_the_onnxruntime_grid(trained, tmp_p
             stored = inits[dq.input[0]].astype(np.float32) * scale
             np.testing.assert_allclose(stored, module.weight.detach().numpy(), rtol=1e-6,
                                        atol=1e-7, err_msg=name)
+
+
+def test_qat_grid_at_reduced_range_is_the_one_onnxruntime_stores(trained, tmp_path):
+    model, data, _, _ = trained
+    plan = QuantPlan("int8", reduce_range=True)
+    baked = finish_qat(prepare_qat(model, qat_bits(model, plan)))
+    export_onnx(baked, tmp_path / "baked.onnx", 1, 16)
+    quantize_with_plan(tmp_path / "baked.onnx", tmp_path / "q7.onnx", _calibration(data), plan)
+    grid = _weight_grid(tmp_path / "q7.onnx")
+    for name, module in baked.named_modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            q, scale = grid[onnx_scope(baked, name) + ("Conv" if isinstance(module, nn.Conv2d)
+                                                        else "Gemm")]
+            stored = q.astype(np.float32) * scale.reshape(-1, *[1] * (q.ndim - 1))
+            np.testing.assert_allclose(stored, module.weight.detach().numpy(), rtol=1e-6,
+                                       atol=1e-7, err_msg=name)
+            assert int(np.abs(q.astype(np.int32)).max()) == 64, name
 
 
 def test_plan_names_a_bad_precision():
