@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.datasets import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
 from edgeshrink.evaluators.teachers import load_teacher, parse_teacher
@@ -20,7 +21,6 @@ from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 CONFIG_SCHEMA = 1
 
@@ -125,10 +125,7 @@ def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> Ev
     ``cache_dir`` keeps the teacher, decoded images and the latency gauge between builds. The
     gauge is calibrated afresh, so latency is on this machine's scale, not the search's.
     """
-    try:
-        profile = load_profile(config.profile)
-    except ValueError as exc:
-        raise EdgeshrinkError(str(exc)) from None
+    profile = load_profile(config.profile)
     spec = DataSpec.parse(config.dataset, config.data_dir)
     data = load_data(spec, config.candidate.input_resolution, cache_dir / "data")
     teacher = load_teacher(parse_teacher(config.teacher), data, cache_dir, seed=config.teacher_seed)

@@ -8,11 +8,8 @@ candidate's resolution. Channel and class counts come from the data, never from 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeshrink.core.atomic import atomic_path, compute_once
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators import image_readers as readers
 from edgeshrink.evaluators.data import DataSplits, Split, load_digits_splits
 from edgeshrink.evaluators.image_readers import RawImages
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 DEFAULT_DATA_DIR = "data"  # torchvision's customary root, relative to the working directory
@@ -96,18 +94,11 @@ def _cache_key(spec: DataSpec, resolution: int | None, files: list[Path]) -> str
 
 
 def _save_npz(path: Path, raw: RawImages) -> None:
-    """Write to a unique temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    """Readers never see half a file (``core.atomic``)."""
     arrays = {f"{k}_{part}": a for part, (x, y) in raw.splits.items()
               for k, a in (("x", x), ("y", y))}
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, classes=np.array(raw.classes, dtype=str), **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, classes=np.array(raw.classes, dtype=str), **arrays)
 
 
 def _load_npz(path: Path) -> RawImages:
@@ -119,20 +110,20 @@ def _load_npz(path: Path) -> RawImages:
 def cached_raw(spec: DataSpec, reader: readers.Reader, resolution: int,
                cache_dir: Path | None) -> RawImages:
     """Decode once per run directory; a file lock makes concurrent first starts decode once."""
-    from filelock import FileLock
-
     files = reader.files(spec)
     if cache_dir is None:
         return reader.read(spec, resolution)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(spec, resolution if reader.resizes else None, files)
     path = cache_dir / f"{spec.name}-{key}.npz"
-    with FileLock(str(cache_dir / f".{spec.name}-{key}.lock")):
-        if path.is_file():
-            return _load_npz(path)
+
+    def decode() -> RawImages:
         raw = reader.read(spec, resolution)
         _save_npz(path, raw)
         return raw
+
+    return compute_once(cache_dir / f".{spec.name}-{key}.lock",
+                        lambda: _load_npz(path) if path.is_file() else None, decode)
 
 
 # ---------------------------------------------------------------- arrays to tensors

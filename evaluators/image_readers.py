@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.core.errors import EdgeshrinkError
 
 if TYPE_CHECKING:
     from edgeshrink.evaluators.datasets import DataSpec

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.artifact import (
     artifact_latency,
     channel_round_to,
@@ -37,7 +38,6 @@ from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.pruning import PruneContext, prune_model
 
 _LOSS_SAMPLES = 64  # Taylor importance ranks channels on this many images' gradients

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.hardware_profiles.int8_arithmetic import ACCURACY_METHODS
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 _OPTIMIZATION = {
     "reference": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

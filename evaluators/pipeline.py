@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,6 +15,7 @@ from typing import Any
 
 import torch
 
+from edgeshrink.core.atomic import atomic_directory
 from edgeshrink.evaluators.artifact import (
     artifact_latency,
     channel_round_to,
@@ -169,29 +168,25 @@ def evaluate_candidate(
         else:
             model = fold_batchnorm(model)  # what a deployment runtime does before quantizing
 
-    work = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    with timer("export"):
-        fp32_path = work / "model_fp32.onnx"
-        export_onnx(model, fp32_path, data.in_channels, data.resolution)
-        torch.save(float_weights, work / "weights.pt")
-    with timer("quantize"):
-        quant = quantize_artifact(fp32_path, work / ARTIFACT, data, settings, plan)
-    with timer("measure"):
-        artifact = work / ARTIFACT
-        labels = data.val.y.numpy()
-        predictions = onnx_predict(artifact, data.val.x.numpy(), method=accuracy_method)
-        accuracy = float((predictions == labels).mean())
-        latency = artifact_latency(artifact, data, profile, gauge, quant)
-        stats = graph_stats(fp32_path)
-        size = artifact.stat().st_size
-        gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
-        sizes = weight_sizes(artifact)
-    (work / "candidate.json").write_text(candidate.to_json())
     # Publish the trial's files all at once, so a crash never leaves a half-written directory.
-    shutil.rmtree(out_dir, ignore_errors=True)
-    os.replace(work, out_dir)
+    with atomic_directory(out_dir) as work:
+        with timer("export"):
+            fp32_path = work / "model_fp32.onnx"
+            export_onnx(model, fp32_path, data.in_channels, data.resolution)
+            torch.save(float_weights, work / "weights.pt")
+        with timer("quantize"):
+            quant = quantize_artifact(fp32_path, work / ARTIFACT, data, settings, plan)
+        with timer("measure"):
+            artifact = work / ARTIFACT
+            labels = data.val.y.numpy()
+            predictions = onnx_predict(artifact, data.val.x.numpy(), method=accuracy_method)
+            accuracy = float((predictions == labels).mean())
+            latency = artifact_latency(artifact, data, profile, gauge, quant)
+            stats = graph_stats(fp32_path)
+            size = artifact.stat().st_size
+            gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
+            sizes = weight_sizes(artifact)
+        (work / "candidate.json").write_text(candidate.to_json())
 
     result = EvaluationResult(
         accuracy=accuracy,

@@ -17,14 +17,11 @@ fresh BatchNorm statistics from a few training batches (shared statistics fit no
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import itertools
 import json
 import math
-import os
 import random
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -37,15 +34,16 @@ from torch.func import functional_call
 from torch.optim.swa_utils import update_bn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
+from edgeshrink.core.atomic import atomic_path, compute_once
+from edgeshrink.core.channel_rounding import make_divisible
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import BLOCK_KINDS
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainingDiverged
-from edgeshrink.spaces.block_choices import BLOCK_KINDS
 from edgeshrink.spaces.blocks import BLOCKS, Student, build_student
 from edgeshrink.spaces.candidate import Candidate, StageSpec
-from edgeshrink.spaces.channel_rounding import make_divisible
 from edgeshrink.spaces.distillation import distillation_loss
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import (
     Categorical,
     Distribution,
@@ -395,29 +393,27 @@ def train_supernet(space: SearchSpace, data: DataSplits, teacher: Teacher,
                    settings: SupernetSettings, cache_dir: Path, seed: int = 0) -> SuperNet:
     """The space's supernet, trained once and cached in ``cache_dir`` (keyed by space, data,
     teacher, settings and seed); a file lock makes concurrent first starts train it once."""
-    from filelock import FileLock
-
     torch.manual_seed(seed)  # the initial weights too: the cached file is keyed by the seed
     supernet = SuperNet(space, data.in_channels, data.num_classes)
     supernet.settings = settings
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"supernet-{_cache_key(space, data, teacher, settings, seed)}.pt"
-    with FileLock(str(cache_dir / ".supernet.lock")):
-        if path.is_file():
-            stored = torch.load(path, weights_only=True)
-            supernet.load_state_dict(stored["state"])
-            supernet.train_seconds = stored["seconds"]
-            supernet.eval()
-            return supernet
+
+    def load() -> SuperNet | None:
+        if not path.is_file():
+            return None
+        stored = torch.load(path, weights_only=True)
+        supernet.load_state_dict(stored["state"])
+        supernet.train_seconds = stored["seconds"]
+        return supernet.eval()
+
+    def train() -> SuperNet:
         start = time.perf_counter()
         fit_supernet(supernet, data, teacher.train_logits, settings, seed)
         supernet.train_seconds = time.perf_counter() - start
         supernet.trained_now = True
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
+        with atomic_path(path) as tmp:
             torch.save({"state": supernet.state_dict(), "seconds": supernet.train_seconds}, tmp)
-            os.replace(tmp, path)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-    return supernet
+        return supernet
+
+    return compute_once(cache_dir / ".supernet.lock", load, train)

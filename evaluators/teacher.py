@@ -7,7 +7,6 @@ about as much as one or two trials and every trial, and a resumed search, reuses
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
+from edgeshrink.core.atomic import atomic_path, atomic_write_text
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
 
@@ -77,10 +77,10 @@ def load_or_train_teacher(data: DataSplits, cache_dir: Path, seed: int = 0,
     logits = predict_logits(model, data.train.x)
     acc = _accuracy(model, data.val.x, data.val.y)
     seconds = time.perf_counter() - start
-    # Write to temporary names, then rename: a crash never leaves a half-written cache.
-    tmp_w, tmp_m = weights.with_suffix(".pt.tmp"), meta_path.with_suffix(".json.tmp")
-    torch.save({"model": model.state_dict(), "train_logits": logits}, tmp_w)
-    tmp_m.write_text(json.dumps({"key": key, "val_accuracy": acc, "train_seconds": seconds}))
-    os.replace(tmp_w, weights)
-    os.replace(tmp_m, meta_path)
+    # Weights first, the metadata that validates them last: a crash never leaves a cache that
+    # looks complete.
+    with atomic_path(weights) as tmp:
+        torch.save({"model": model.state_dict(), "train_logits": logits}, tmp)
+    atomic_write_text(meta_path, json.dumps({"key": key, "val_accuracy": acc,
+                                             "train_seconds": seconds}))
     return Teacher(model, logits, acc, True, seconds)

@@ -9,10 +9,8 @@ validation accuracy and latency are the reference point the report compares ever
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import secrets
+import math
 import time
 import warnings
 import zipfile
@@ -25,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgeshrink.core.atomic import atomic_path
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.teacher import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.training import predict_logits
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 TRAINED_HERE = "trained here (TeacherCNN)"
 
@@ -224,14 +223,8 @@ def _file_digest(path: str) -> str:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def load_teacher(spec: TeacherSpec | None, data: DataSplits, cache_dir: Path,
@@ -287,13 +280,8 @@ def _teacher_onnx(teacher: Teacher, spec: TeacherSpec | None, data: DataSplits,
         return Path(spec.path), sample.numpy()
     inner = model.inner if rgb else model
     path = work_dir / "teacher.onnx"
-    tmp = work_dir / f".teacher.onnx.{secrets.token_hex(4)}.tmp"
-    try:
+    with atomic_path(path) as tmp:
         export_onnx(inner, tmp, int(sample.shape[1]), data.resolution)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path, np.ascontiguousarray(sample.numpy())
 
 
@@ -321,3 +309,26 @@ def teacher_reference(teacher: Teacher, spec: TeacherSpec | None, data: DataSpli
                latency_method=latency.method, params=stats.params, macs=stats.macs,
                size_bytes=path.stat().st_size)
     return ref
+
+
+def number_or_none(value: Any) -> float | None:
+    """A finite float, or None for anything else (a missing or broken stored value)."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
+
+
+def reference_text(reference: dict[str, Any]) -> str:
+    """One line: the teacher's source, accuracy and latency (or why latency is missing)."""
+    acc = number_or_none(reference.get("accuracy"))
+    lat = number_or_none(reference.get("latency_ms"))
+    parts = [f"teacher {reference.get('source', '?')}",
+             f"accuracy {acc:.4f}" if acc is not None else "accuracy n/a",
+             f"latency {lat:.4f} ms" if lat is not None
+             else f"latency n/a ({reference.get('latency_error', 'not measured')})"]
+    params = number_or_none(reference.get("params"))
+    if params is not None:
+        parts.append(f"{int(params):,} parameters")
+    return ", ".join(parts)

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.spaces.distillation import HintRegressor, distillation_loss, hint_loss
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 
 class TrainingDiverged(EdgeshrinkError):

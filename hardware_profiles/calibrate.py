@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import tempfile
+import tomllib
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -29,7 +31,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from edgeshrink.core.atomic import atomic_write_text
+from edgeshrink.core.vocabulary import PRECISIONS
 from edgeshrink.hardware_profiles.calibration_nets import space_network
+from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms, kernel_units
@@ -42,6 +47,7 @@ from edgeshrink.hardware_profiles.registry import (
     Measurement,
     Profile,
     load_profile,
+    parse_profile,
 )
 
 CHAIN_LENGTHS = (1, 4)
@@ -468,11 +474,15 @@ def fit_kernels(samples: list[Sample], vector: int = KERNEL_VECTOR) -> KernelFit
     return replace(fit, mape=float(np.mean(np.abs(pred - b) / b)))
 
 
+def _cpu_lines(cpu: CpuInfo) -> list[str]:
+    return [f"cpu = {json.dumps(cpu.model)}", f"arch = {json.dumps(cpu.arch)}",
+            f"int8_features = {json.dumps(list(cpu.int8_features))}"]
+
+
 def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
                  gauge_ms: float | None, kernels: KernelFit | None = None) -> str:
     """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it."""
-    precisions = sorted({p for _, p, _ in fit.gmacs},
-                        key=["fp32", "fp16", "int8", "int4"].index)
+    precisions = sorted({p for _, p, _ in fit.gmacs}, key=PRECISIONS.index)
     peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
     base = "fp32" if "fp32" in peak else precisions[0]
 
@@ -543,6 +553,8 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
               *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items()),
               f'fusion = "{FUSION}"']
     lines += ["", "[sparsity]", 'support = "none"']
+    lines += ["", "[calibrated_on]  # the CPU these timings come from (hardware_profiles.cpu)",
+              *_cpu_lines(host_cpu())]
     if kernels:
         lines += ["", f"[kernels]  # cost per runtime kernel, fitted with {kernels.mape:.1%} "
                   "mean absolute error; layer_us in us, the rest in ns per MAC / pixel / channel "
@@ -574,12 +586,6 @@ def calibrate(
                         len(samples), gauge.ms if gauge else None, kernels)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.stem}.partial.toml")
-    tmp_out.write_text(text)
-    try:
-        load_profile(str(tmp_out))  # never publish a profile that does not load
-    except Exception:
-        tmp_out.unlink()
-        raise
-    tmp_out.replace(out)
+    parse_profile(tomllib.loads(text), str(out))  # never publish a profile that does not load
+    atomic_write_text(out, text)
     return load_profile(str(out)), kernels

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from edgeshrink.core.channel_rounding import make_divisible
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
-from edgeshrink.spaces.channel_rounding import make_divisible
 
 # (channels, stride, block types) per stage, as in spaces/default_space.yaml.
 STAGES = ((16, 1, ("ir", "ds", "skip")), (24, 2, ("ir", "ds")), (32, 2, ("ir", "ds")),

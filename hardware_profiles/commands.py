@@ -69,6 +69,8 @@ def show_text(name_or_path: str) -> str:
     if p.has_energy:
         lines.append(f"  energy: {p.pj_per_byte:g} pJ/byte; pJ/MAC "
                      + ", ".join(f"{k} {v:g}" for k, v in p.pj_per_mac.items()))
+    if p.calibrated_on is not None:
+        lines.append(f"  calibrated on: {p.calibrated_on.describe()}")
     lines += ["  sources:", *(f"    {s}" for s in p.sources)]
     return "\n".join(lines)
 
@@ -117,12 +119,13 @@ def predict_text(model_path: Path, profile_name: str, fmt: str = "table") -> str
 def calibrate_command(out: Path, name: str | None, kind: str, precisions: str,
                       quick: bool) -> Profile:
     """Time the micro-benchmarks here, fit, write ``out``; print where each step stands."""
+    from edgeshrink.core.vocabulary import PRECISIONS
     from edgeshrink.hardware_profiles.calibrate import (
         MICRO_BENCHMARKS,
         QUICK_BENCHMARKS,
         calibrate,
     )
-    from edgeshrink.hardware_profiles.registry import KINDS, PRECISIONS
+    from edgeshrink.hardware_profiles.registry import KINDS
 
     out = Path(out)
     if out.suffix != ".toml":

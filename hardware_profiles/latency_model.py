@@ -12,12 +12,14 @@ whose kernel it lists is priced by that, every other layer by the roofline.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import onnx
 
+from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
 from edgeshrink.hardware_profiles.graph_layers import BYTES_PER_ELEMENT, Layer, analyse_graph
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms
 from edgeshrink.hardware_profiles.registry import Profile, ProfileError
@@ -129,6 +131,27 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
     )
 
 
+_WARNED: set[str] = set()
+
+
+def fitted_elsewhere(profile: Profile, here: CpuInfo | None = None) -> str | None:
+    """A one-line warning when ``profile`` describes this machine (a measured profile such as
+    ``host``) but its numbers were fitted on another kind of CPU; None when they fit here.
+    A kernel table fitted on an AVX-512 VNNI machine does not describe an AVX2 one."""
+    fitted, here = profile.calibrated_on, here or host_cpu()
+    if profile.latency_method != "measured" or fitted is None or fitted.same_kind(here):
+        return None
+    features = ", ".join(fitted.int8_features) or "none"
+    return (f"warning: profile {profile.name!r} was calibrated on {fitted.model} ({features}), "
+            f"this is {here.model} ({', '.join(here.int8_features) or 'none'}): its predicted "
+            "latencies may be off here; recalibrate with `edgeshrink profile calibrate --out "
+            "this-host.toml` and predict with `--profile this-host.toml`")
+
+
 def predict_latency(model: onnx.ModelProto | Path | str, profile: Profile) -> Prediction:
     """Latency of the file as it will run on the profile's device (the search uses this too)."""
+    warning = fitted_elsewhere(profile)
+    if warning and profile.source not in _WARNED:
+        _WARNED.add(profile.source)
+        print(warning, file=sys.stderr)
     return predict_layers(analyse_graph(model, profile.fusion), profile)

@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeshrink.spaces.channel_rounding import se_channels
+from edgeshrink.core.channel_rounding import se_channels
 
 ACTIVATION_OPS = {"relu": "Relu", "hswish": "HardSwish"}
 

@@ -28,6 +28,8 @@ Schema (version 2), every number with its source in the file:
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
     [energy]       optional: pj_per_byte and pj_per_mac.<precision>
     [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
+    [calibrated_on] optional, written by calibrate: cpu (model name), arch, int8_features
+                   (hardware_profiles.cpu): the machine its timings came from
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from edgeshrink.core.errors import ProfileError
+from edgeshrink.core.vocabulary import PRECISIONS
+from edgeshrink.hardware_profiles.cpu import INT8_FEATURES, CpuInfo
+
 SCHEMA_VERSION = 2
 KINDS = ("cpu", "gpu", "npu", "mcu")
 LATENCY_METHODS = ("measured", "predicted")
-PRECISIONS = ("fp32", "fp16", "int8", "int4")
 OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "pooling")
 SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
 _DRIFT_CORRECTIONS = ("gauge", "none")
@@ -55,10 +60,6 @@ PATHS = ("generic", "unaligned")  # the paths off the blocked fast path: their o
 # A [kernels] entry's terms (kernel_costs): "layer_us" in microseconds, the rest in ns per unit.
 KERNEL_TERMS = ("layer_us", "mac_ns", "mac_half_ns", "mac_single_ns", "pixel_ns", "channel_ns",
                 "weight_ns")
-
-
-class ProfileError(ValueError):
-    """A profile that cannot be used; the message names the file and the field."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Profile:
     kernel_vector: int = 16
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
+    calibrated_on: CpuInfo | None = None  # the CPU its timings were taken on, where recorded
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -252,6 +254,20 @@ def _share(value: Any, label: str, source: str) -> float:
     return float(value)
 
 
+def _calibrated_on(raw: dict[str, Any], source: str) -> CpuInfo | None:
+    table = _table(raw, "calibrated_on", source, required=False)
+    if not table:
+        return None
+    unknown = set(table) - {"cpu", "arch", "int8_features"}
+    if unknown:
+        raise ProfileError(f"profile {source}: unknown field 'calibrated_on.{sorted(unknown)[0]}'")
+    features = _get(table, "int8_features", list, source, "calibrated_on", [])
+    for f in features:
+        _choice(f, tuple(INT8_FEATURES.values()), "calibrated_on.int8_features", source)
+    return CpuInfo(_get(table, "cpu", str, source, "calibrated_on"),
+                   _get(table, "arch", str, source, "calibrated_on"), tuple(features))
+
+
 def parse_profile(raw: dict[str, Any], source: str) -> Profile:
     version = _get(raw, "schema_version", int, source)
     if version != SCHEMA_VERSION:
@@ -344,6 +360,7 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         kernel_vector=kernel_vector,
         measurement=measurement,
         source=source,
+        calibrated_on=_calibrated_on(raw, source),
     )
 
 

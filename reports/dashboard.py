@@ -28,6 +28,7 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, dash_table, dcc, html
 from optuna.trial import FrozenTrial
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.reports.frame import (
     ENERGY_COLUMN,
     OBJECTIVES,
@@ -37,7 +38,6 @@ from edgeshrink.reports.frame import (
 )
 from edgeshrink.reports.paths import inside
 from edgeshrink.search.study import default_run_dir, load_existing_study
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 REFRESH_S = 3.0
 MAX_COMPARE = 3

@@ -18,8 +18,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,12 +29,13 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from edgeshrink.core.atomic import atomic_directory
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
 from edgeshrink.hardware_profiles.int8_arithmetic import ACCURACY_METHODS, weight_range_text
 from edgeshrink.reports.frame import pareto_mask
 from edgeshrink.reports.paths import inside
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standard library
 _STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_raw_ms", "gauge_ratio",
@@ -213,25 +212,13 @@ def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
     if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
         raise EdgeshrinkError(f"{out_dir} already exists and is not empty; pass --force to "
                               "replace it")
-    token = secrets.token_hex(4)
-    stage = out_dir.parent / f".{out_dir.name}.partial-{token}"
-    try:
-        stage.mkdir(parents=True)
-    except OSError as exc:
-        raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}; choose a "
-                              "writable --out") from None
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            stage = stack.enter_context(atomic_directory(out_dir))
+        except OSError as exc:
+            raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}; choose "
+                                  "a writable --out") from None
         yield stage
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{token}"
-            os.replace(out_dir, old)
-            os.replace(stage, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
 
 
 def _artifact_dir(trial: FrozenTrial, run_dir: Path | None) -> Path:

@@ -22,9 +22,9 @@ from numpy.typing import ArrayLike
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from edgeshrink.search import objectives as registry
+from edgeshrink.core import metrics as registry
 
-OBJECTIVES = ("accuracy", "latency_ms")  # the study's values, in this order by default
+OBJECTIVES = tuple(registry.metric_keys(registry.DEFAULT_OBJECTIVES))  # a study's default values
 ENERGY_COLUMN = registry.OBJECTIVES["energy"].key  # only in studies that record energy
 METRIC_COLUMNS = (
     "accuracy",
@@ -120,7 +120,8 @@ def _metrics(trials: Sequence[FrozenTrial], objectives: Sequence[str]) -> tuple[
 
 def study_objective_columns(study: optuna.Study) -> tuple[str, ...]:
     """The study's metric names (one per value), the default pair for an unnamed 2-value study."""
-    return tuple(registry.metric_keys(registry.study_objectives(study)))
+    return tuple(registry.metric_keys(registry.objectives_from_keys(
+        study.study_name, study.metric_names, len(study.directions))))
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:

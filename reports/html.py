@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
+from edgeshrink.core.metrics import spec_by_key
 from edgeshrink.reports.frame import (
     OBJECTIVES,
     choice_columns,
@@ -25,7 +26,6 @@ from edgeshrink.reports.frame import (
     pareto_frame,
 )
 from edgeshrink.reports.reference import compare_to_reference, reference_text, tradeoff_text
-from edgeshrink.search.objectives import spec_by_key
 
 _AXES = {"accuracy": "validation accuracy (higher is better)",
          "latency_ms": "latency (ms, lower is better)"}

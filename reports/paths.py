@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.core.errors import EdgeshrinkError
 
 
 def inside(root: Path | str, *parts: str) -> Path:

@@ -6,34 +6,14 @@ The search stores the teacher's own validation accuracy and latency with the stu
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pandas as pd
 
+from edgeshrink.evaluators.teachers import number_or_none as _number
+from edgeshrink.evaluators.teachers import reference_text
+
 REFERENCE_ATTR = "teacher"
-
-
-def _number(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
-
-
-def reference_text(reference: dict[str, Any]) -> str:
-    """One line: the teacher's source, accuracy and latency (or why latency is missing)."""
-    acc = _number(reference.get("accuracy"))
-    lat = _number(reference.get("latency_ms"))
-    parts = [f"teacher {reference.get('source', '?')}",
-             f"accuracy {acc:.4f}" if acc is not None else "accuracy n/a",
-             f"latency {lat:.4f} ms" if lat is not None
-             else f"latency n/a ({reference.get('latency_error', 'not measured')})"]
-    params = _number(reference.get("params"))
-    if params is not None:
-        parts.append(f"{int(params):,} parameters")
-    return ", ".join(parts)
 
 
 def compare_to_reference(front: pd.DataFrame, reference: dict[str, Any] | None) -> pd.DataFrame:

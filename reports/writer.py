@@ -1,45 +1,21 @@
-"""Write the report files so a reader (or a browser auto-refresh) never sees a half-written one.
-
-Each file goes to a temporary name in the same directory and is then moved into place with
-``os.replace``, which is atomic on one filesystem.
-"""
+"""Write the report files so a reader (or a browser auto-refresh) never sees a half-written one
+(each through ``core.atomic``)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
+from edgeshrink.core.atomic import atomic_write_text
 from edgeshrink.reports.frame import pareto_frame, trials_frame
 from edgeshrink.reports.html import render_html
 from edgeshrink.reports.reference import REFERENCE_ATTR
+from edgeshrink.search.study import default_run_dir
 
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
-    """Replace ``path`` with ``data`` in one step; the temp file is removed if anything fails."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    # os.open with 0o666 honours the umask, unlike mkstemp's 0o600.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return path
-
-
-def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> Path:
-    """Text flavour of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode(encoding))
+if TYPE_CHECKING:
+    from edgeshrink.search.runner import SearchOptions
 
 
 def write_report(study: optuna.Study, out_dir: Path | str) -> dict[str, Path]:
@@ -57,3 +33,15 @@ def write_report(study: optuna.Study, out_dir: Path | str) -> dict[str, Path]:
     return {
         kind: atomic_write_text(out_dir / name, text) for kind, (name, text) in contents.items()
     }
+
+
+def search_and_report(opts: SearchOptions) -> optuna.Study:
+    """``edgeshrink search``: run the study, then write its report unless ``opts.report`` is
+    off. Here rather than in the runner, so ``search`` never imports ``reports``."""
+    from edgeshrink.search.runner import run_search  # torch: only when a search runs
+
+    study = run_search(opts)
+    if opts.report:
+        paths = write_report(study, opts.run_dir or default_run_dir(opts.study))
+        print(f"report: {paths['html']}\ntrials: {paths['trials']}\npareto: {paths['pareto']}")
+    return study

@@ -119,9 +119,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> None:
-    from edgeshrink.search.runner import SearchOptions, run_search
+    from edgeshrink.reports.writer import search_and_report
+    from edgeshrink.search.runner import SearchOptions
 
-    run_search(SearchOptions(
+    search_and_report(SearchOptions(
         study=args.study, run_dir=args.run_dir, storage=args.storage, trials=args.trials,
         timeout=args.timeout, seed=args.seed, sampler=args.sampler,
         max_latency=args.max_latency, min_accuracy=args.min_accuracy, profile=args.profile,
@@ -146,14 +147,14 @@ def _worker(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from edgeshrink.reports.frame import pareto_frame
     from edgeshrink.reports.writer import write_report
-    from edgeshrink.search.study import load_existing_study
+    from edgeshrink.search.study import default_run_dir, load_existing_study
 
-    run_dir = args.run_dir or Path("runs") / args.study
+    run_dir = args.run_dir or default_run_dir(args.study)
     study = load_existing_study(args.study, run_dir, args.storage)
     try:
         paths = write_report(study, run_dir)
     except OSError as exc:
-        from edgeshrink.spaces.errors import EdgeshrinkError
+        from edgeshrink.core.errors import EdgeshrinkError
 
         raise EdgeshrinkError(f"cannot write the report into {run_dir}: {exc.strerror}") from None
     front = pareto_frame(study)
@@ -166,9 +167,9 @@ def _report(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     from edgeshrink.reports import export as ex
-    from edgeshrink.search.study import load_existing_study
+    from edgeshrink.search.study import default_run_dir, load_existing_study
 
-    run_dir = args.run_dir or Path("runs") / args.study
+    run_dir = args.run_dir or default_run_dir(args.study)
     study = load_existing_study(args.study, run_dir, args.storage)
     if args.ladder is not None:
         results = ex.export_ladder(study, args.ladder, args.out, run_dir=run_dir, force=args.force)
@@ -238,12 +239,11 @@ COMMANDS = {"profile": _profile, "search": _search, "report": _report, "export":
 
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
-    from edgeshrink.hardware_profiles.registry import ProfileError
-    from edgeshrink.spaces.errors import EdgeshrinkError
+    from edgeshrink.core.errors import EdgeshrinkError
 
     try:
         COMMANDS[args.command](args)
-    except (EdgeshrinkError, ProfileError) as exc:
+    except EdgeshrinkError as exc:
         if args.debug:
             raise
         print(f"edgeshrink: error: {exc}", file=sys.stderr)

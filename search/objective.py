@@ -9,6 +9,7 @@ from typing import Any
 import optuna
 import torch
 
+from edgeshrink.core.metrics import DEFAULT_OBJECTIVES
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.supernet import SuperNet
@@ -18,7 +19,7 @@ from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.early_stop import EarlyStopRule, TrialWatcher
-from edgeshrink.search.objectives import DEFAULT_OBJECTIVES, objective_values
+from edgeshrink.search.objectives import objective_values
 from edgeshrink.search.sampling import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
 

@@ -1,4 +1,5 @@
-"""``edgeshrink search``: prepare data and teacher once, run the study, write the report."""
+"""``edgeshrink search``: prepare data and teacher once, run the study (the report is written
+above this layer, by ``reports.writer.search_and_report``)."""
 
 from __future__ import annotations
 
@@ -13,30 +14,27 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
 from edgeshrink.evaluators.datasets import DataSpec, load_data
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
 from edgeshrink.evaluators.teachers import (
     describe_teacher,
     load_teacher,
     parse_teacher,
+    reference_text,
     teacher_reference,
 )
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
-from edgeshrink.reports.reference import reference_text
-from edgeshrink.reports.writer import write_report
 from edgeshrink.search.early_stop import EarlyStopRule
 from edgeshrink.search.objective import Objective
-from edgeshrink.search.objectives import (
-    DEFAULT_OBJECTIVES,
-    check_available,
-    parse_objectives,
-)
+from edgeshrink.search.objectives import check_available
 from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.stale import fail_stale_trials
-from edgeshrink.search.study import create_or_resume_study, mask_url
+from edgeshrink.search.study import create_or_resume_study, default_run_dir, mask_url
 from edgeshrink.search.workers import (
     DONE_STATES,
     OPTIONS_ATTR,
@@ -46,7 +44,6 @@ from edgeshrink.search.workers import (
     work_until,
     worker_seed,
 )
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import load_space
 
 
@@ -69,7 +66,7 @@ class SearchOptions:
     space: Path | None = None
     epochs: int = TrainSettings.epochs
     finetune_epochs: int = TrainSettings.finetune_epochs
-    report: bool = True
+    report: bool = True  # read by reports.writer.search_and_report
     progress: bool = True
     jobs: int = 1  # worker processes on this machine, this one included
     worker: int | None = None  # set for an `edgeshrink worker` joining the study
@@ -138,12 +135,9 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     validate(opts)
     optuna.logging.set_verbosity(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    run_dir = opts.run_dir or Path("runs") / opts.study
+    run_dir = opts.run_dir or default_run_dir(opts.study)
     space = load_space(opts.space)
-    try:
-        profile = load_profile(opts.profile)
-    except ValueError as exc:
-        raise EdgeshrinkError(str(exc)) from None
+    profile = load_profile(opts.profile)
     objectives = parse_objectives(opts.objectives)
     check_available(objectives, profile)
     declared = space.distributions["precision"].choices
@@ -238,9 +232,6 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         finally:
             progress.close()
         print(f"search finished in {time.perf_counter() - start:.0f} s")
-    if opts.report:
-        paths = write_report(study, run_dir)
-        print(f"report: {paths['html']}\ntrials: {paths['trials']}\npareto: {paths['pareto']}")
     return study
 
 

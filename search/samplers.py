@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import optuna
 
-from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.core.errors import EdgeshrinkError
 
 
 def _tpe(seed: int, budget: int) -> optuna.samplers.BaseSampler:

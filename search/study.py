@@ -10,14 +10,10 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from edgeshrink.search.objectives import (
-    DEFAULT_OBJECTIVES,
-    directions,
-    metric_keys,
-    study_objectives,
-)
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, directions, metric_keys
+from edgeshrink.search.objectives import study_objectives
 from edgeshrink.search.stale import rdb_storage
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 JOURNAL_FILE = "study.journal"
 

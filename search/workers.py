@@ -26,8 +26,8 @@ import optuna
 from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.search.stale import OwnedObjective, fail_stale_trials
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 if TYPE_CHECKING:
     from edgeshrink.search.runner import SearchOptions

@@ -12,15 +12,15 @@ import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
-from edgeshrink.spaces.block_choices import ACTIVATION_TOKENS, BLOCK_KINDS
+from edgeshrink.core.channel_rounding import make_divisible, se_channels
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import ACTIVATION_TOKENS, BLOCK_KINDS
 from edgeshrink.spaces.candidate import (
     BlockChoice,
     Candidate,
     StageSpec,
     format_arch,
 )
-from edgeshrink.spaces.channel_rounding import make_divisible, se_channels
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 # Activation name -> layer, for the expand and depthwise convs (and ds's pointwise conv).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "hswish": nn.Hardswish}

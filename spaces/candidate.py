@@ -25,10 +25,14 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from edgeshrink.spaces.block_choices import ACTIVATION_TOKENS, BLOCK_KINDS
-from edgeshrink.spaces.errors import EdgeshrinkError
-from edgeshrink.spaces.pruning_choices import IMPORTANCE_NAMES, PRUNING_NAMES
-from edgeshrink.spaces.quantization_choices import PRECISIONS
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import (
+    ACTIVATION_TOKENS,
+    BLOCK_KINDS,
+    IMPORTANCE_NAMES,
+    PRECISIONS,
+    PRUNING_NAMES,
+)
 
 SCHEMA = 2
 _ACT_OF_TOKEN = {tok: name for name, tok in ACTIVATION_TOKENS.items() if tok}
@@ -53,14 +57,14 @@ def _one_of(owner: str, name: str, value: Any, allowed: Any) -> None:
 class StageSpec:
     """One stage: ``depth`` blocks of one type; a ``skip`` stage is stored in canonical form."""
 
-    block: str  # key of block_choices.BLOCK_KINDS: "ir" | "ds" | "skip"
+    block: str  # key of core.vocabulary.BLOCK_KINDS: "ir" | "ds" | "skip"
     kernel: int
     expansion: int  # 1 for block types without an expansion layer
     depth: int
     stride: int
     channels: int
     se: bool = False  # squeeze-excitation after the depthwise conv
-    act: str = "relu6"  # key of block_choices.ACTIVATION_TOKENS
+    act: str = "relu6"  # key of core.vocabulary.ACTIVATION_TOKENS
 
     def __post_init__(self) -> None:
         _one_of("stage", "block", self.block, BLOCK_KINDS)

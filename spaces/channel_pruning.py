@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.core.errors import EdgeshrinkError
 
 if TYPE_CHECKING:
     from edgeshrink.spaces.pruning import PruneContext

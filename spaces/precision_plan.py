@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from edgeshrink.spaces.errors import EdgeshrinkError
-from edgeshrink.spaces.quantization_choices import PRECISIONS
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import PRECISIONS
 
 # Weight bits each precision fake-quantizes to during QAT; None = stays float.
 WEIGHT_BITS: dict[str, int | None] = {"fp32": None, "fp16": None, "int8": 8, "int4": 4}

@@ -22,11 +22,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import IMPORTANCE_NAMES, PRUNING_NAMES
 from edgeshrink.spaces.channel_pruning import IMPORTANCES, ChannelImportance, ChannelPruner
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.magnitude_pruning import MagnitudePruner, global_magnitude
 from edgeshrink.spaces.masks import make_permanent, prunable_parameters, weight_sparsity
-from edgeshrink.spaces.pruning_choices import IMPORTANCE_NAMES, PRUNING_NAMES
 from edgeshrink.spaces.semi_structured import SemiStructuredPruner
 
 __all__ = [

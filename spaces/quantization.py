@@ -30,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
 
+from edgeshrink.core.vocabulary import PRECISIONS
 from edgeshrink.spaces.fp16_simulation import HELPER_OPS, simulate_fp16
 from edgeshrink.spaces.precision_plan import QuantPlan
 from edgeshrink.spaces.quant_graph import (
@@ -38,7 +39,6 @@ from edgeshrink.spaces.quant_graph import (
     name_unnamed_nodes,
     scope_qdq_nodes,
 )
-from edgeshrink.spaces.quantization_choices import PRECISIONS
 
 # How onnxruntime's CPU provider realises each precision on this host.
 REALISATION: dict[str, str] = {

@@ -25,15 +25,20 @@ from typing import Any
 
 import yaml
 
-from edgeshrink.spaces.block_choices import ACTIVATION_TOKENS, BLOCK_KINDS, EXPANSIONS, KERNELS
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.vocabulary import (
+    ACTIVATION_TOKENS,
+    BLOCK_KINDS,
+    EXPANSIONS,
+    KERNELS,
+    PRECISIONS,
+)
 from edgeshrink.spaces.candidate import (
     Candidate,
     StageSpec,
     compression_choices,
     parse_block_choice,
 )
-from edgeshrink.spaces.errors import EdgeshrinkError
-from edgeshrink.spaces.quantization_choices import PRECISIONS
 
 
 @dataclass(frozen=True)

@@ -22,15 +22,16 @@ from optuna.trial import TrialState
 from PIL import Image
 from torch import nn
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators import image_readers as readers
 from edgeshrink.evaluators.build import load_build_config
 from edgeshrink.evaluators.datasets import DataSpec, load_data
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.evaluators.teachers import load_teacher, parse_teacher
 from edgeshrink.reports import export as ex
+from edgeshrink.reports.writer import search_and_report
 from edgeshrink.search.cli import main
-from edgeshrink.search.runner import SearchOptions, run_search
-from edgeshrink.spaces.errors import EdgeshrinkError
+from edgeshrink.search.runner import SearchOptions
 
 TINY = dict(trials=2, epochs=1, finetune_epochs=0, sampler="random", progress=False)
 CLASSES = 3
@@ -175,9 +176,10 @@ def searched(request, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param.replace("+", "_"))
     case = CASES[request.param](root)
     run_dir = root / "run"
-    study = run_search(SearchOptions(study="byo", run_dir=run_dir, seed=1, dataset=case["dataset"],
-                                     data_dir=case.get("data_dir"), teacher=case["teacher"],
-                                     **TINY))
+    study = search_and_report(SearchOptions(study="byo", run_dir=run_dir, seed=1,
+                                            dataset=case["dataset"],
+                                            data_dir=case.get("data_dir"),
+                                            teacher=case["teacher"], **TINY))
     return study, run_dir, case
 
 

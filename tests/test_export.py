@@ -11,13 +11,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.build import load_build_config
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.reports import export as ex
 from edgeshrink.reports.selector import select
 from edgeshrink.search.cli import main
 from edgeshrink.search.runner import SearchOptions, run_search
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 # ---------------------------------------------------------------- picking, on known numbers
 

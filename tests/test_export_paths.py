@@ -5,10 +5,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.reports.export import pick_by_number
 from edgeshrink.reports.paths import inside
 from edgeshrink.search.study import open_storage
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 
 def test_inside_accepts_children_and_refuses_every_way_out(tmp_path):

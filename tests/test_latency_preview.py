@@ -8,6 +8,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.pipeline import evaluate_candidate
@@ -19,7 +20,6 @@ from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate, parse_arch
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.pruning import PruneContext, prune_model
 
 # Inverted residual with SE and hard-swish, depthwise-separable, plain inverted residual.

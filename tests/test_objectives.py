@@ -12,22 +12,18 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState, create_trial
 
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.metrics import metric_keys, parse_objectives
 from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.reports import dashboard as db
 from edgeshrink.reports import export as ex
 from edgeshrink.reports.frame import pareto_mask, trials_frame
-from edgeshrink.reports.writer import write_report
+from edgeshrink.reports.writer import search_and_report, write_report
 from edgeshrink.search.cli import main
-from edgeshrink.search.objectives import (
-    check_available,
-    metric_keys,
-    parse_objectives,
-    study_objectives,
-)
-from edgeshrink.search.runner import SearchOptions, run_search
+from edgeshrink.search.objectives import check_available, study_objectives
+from edgeshrink.search.runner import SearchOptions
 from edgeshrink.search.study import create_or_resume_study, open_storage
 from edgeshrink.search.workers import shared_options
-from edgeshrink.spaces.errors import EdgeshrinkError
 
 THREE = ("accuracy", "latency", "energy")
 
@@ -247,7 +243,7 @@ def test_three_objective_search_report_and_knee_export(tmp_path, seeded_run_dir,
     run_dir = seeded_run_dir
     space = tmp_path / "space.yaml"
     space.write_text(TINY_SPACE)
-    study = run_search(SearchOptions(
+    study = search_and_report(SearchOptions(
         study="e3", run_dir=run_dir, trials=2, seed=0, profile="coral-edge-tpu", space=space,
         objectives=parse_objectives("accuracy,latency,energy"), epochs=1, finetune_epochs=0,
         progress=False, sampler="random"))

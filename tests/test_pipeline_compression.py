@@ -11,6 +11,7 @@ from edgeshrink.evaluators.onnx_eval import onnx_predict
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
+from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.candidate import Candidate, parse_arch
 
@@ -59,6 +60,8 @@ def test_channel_pruning_and_int8_show_in_the_measured_file(setup, tmp_path):
     assert pruned.pruning["method"] == "channel" and pruned.pruning["channels"]
     assert pruned.quantization["realised"] == {"int8": "native"}
     assert pruned.latency_method == "measured"
+    # Measured on this host: its own kernels score it, and the record names the CPU.
+    assert pruned.accuracy_method == "host" and pruned.cpu == host_cpu().to_dict()
     assert pruned.size_bytes < dense.size_bytes / 3
     # Weights at one byte and fewer of them.
     assert pruned.dense_weight_bytes < dense.dense_weight_bytes / 6
@@ -76,6 +79,10 @@ def test_simulated_precisions_are_predicted_and_said_so(setup, tmp_path):
              stage_precisions=("int8", "fp16", "fp16"))
     assert r.quantization["realised"] == {"fp16": "simulated", "int8": "native"}
     assert r.latency_method == "predicted" and r.layer_latency_ms
+    # The phone's int8 arithmetic, not this CPU's kernels, gives its accuracy.
+    assert r.accuracy_method == "reference"
+    preds = onnx_predict(r.artifact, setup[0].val.x.numpy(), method="reference")
+    assert float(np.mean(preds == setup[0].val.y.numpy())) == r.accuracy
     ref = _run(setup, tmp_path / "ref")
     # fp16 halves the float weights; stage 0 at int8 quarters its own.
     assert r.dense_weight_bytes < 0.55 * ref.dense_weight_bytes
@@ -97,5 +104,14 @@ def test_artifact_tensor_names_are_compact_and_the_file_is_what_was_scored(setup
     model = onnx.load(r.artifact)
     assert all(len(t.name) <= 6 for t in model.graph.initializer)
     assert any(n.name.startswith("/blocks/blocks.0/") for n in model.graph.node)
-    preds = onnx_predict(r.artifact, data.val.x.numpy())
+    preds = onnx_predict(r.artifact, data.val.x.numpy(), method=r.accuracy_method)
     assert float(np.mean(preds == data.val.y.numpy())) == r.accuracy
+
+
+def test_reduce_range_candidates_ship_seven_bit_weights(setup, tmp_path):
+    r = _run(setup, tmp_path, precision="int8", reduce_range=True)
+    assert r.quantization["reduce_range"] is True
+    model = onnx.load(r.artifact)
+    weights = [numpy_helper.to_array(t) for t in model.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2]
+    assert weights and max(int(np.abs(w.astype(np.int32)).max()) for w in weights) == 64

@@ -262,7 +262,8 @@ def test_calibrate_then_load_round_trip(tmp_path):
 def test_calibration_needs_no_torch(tmp_path):
     """The device may have only onnxruntime and numpy: import and fit with torch blocked."""
     code = (
-        "import sys; sys.modules.update(torch=None, torchvision=None, optuna=None)\n"
+        "import sys\n"
+        "sys.modules.update(torch=None, torchvision=None, optuna=None, yaml=None, pandas=None)\n"
         "from pathlib import Path\n"
         "from edgeshrink.hardware_profiles.calibrate import MicroBench, calibrate\n"
         "from edgeshrink.hardware_profiles.registry import Measurement\n"

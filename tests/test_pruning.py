@@ -15,10 +15,10 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from torch import nn
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.pruning import (
     PRUNING_METHODS,
     PruneContext,

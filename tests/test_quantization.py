@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
@@ -31,7 +32,6 @@ from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph
 from edgeshrink.hardware_profiles.latency_model import predict_latency
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.fake_quant import (
     ActivationFakeQuant,
     finish_qat,

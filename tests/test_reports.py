@@ -12,7 +12,6 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from edgeshrink.reports import pareto_frame, trials_frame, write_report
-from edgeshrink.reports import writer as writer_mod
 from edgeshrink.reports.frame import pareto_mask
 
 DISTS = {
@@ -203,19 +202,3 @@ def test_overwrite_leaves_no_temp_files(study: optuna.Study, tmp_path: Path) -> 
     write_report(study, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.csv", "report.html", "trials.csv"]
     assert len(pd.read_csv(tmp_path / "trials.csv")) == len(study.trials)
-
-
-def test_failed_replace_keeps_old_file_and_cleans_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    target = tmp_path / "x.txt"
-    writer_mod.atomic_write_text(target, "old")
-
-    def broken_replace(src, dst):
-        raise OSError("disk gone")
-
-    monkeypatch.setattr(writer_mod.os, "replace", broken_replace)
-    with pytest.raises(OSError, match="disk gone"):
-        writer_mod.atomic_write_bytes(target, b"new")
-    assert target.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["x.txt"]

@@ -10,8 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.reports.frame import pareto_mask
-from edgeshrink.search.runner import SearchOptions, run_search
+from edgeshrink.reports.writer import search_and_report
+from edgeshrink.search.runner import SearchOptions
 from edgeshrink.spaces.candidate import Candidate
 
 TINY = dict(epochs=2, finetune_epochs=1, progress=False)
@@ -21,7 +23,7 @@ TINY = dict(epochs=2, finetune_epochs=1, progress=False)
 def finished(tmp_path_factory, teacher_dir):
     run_dir = tmp_path_factory.mktemp("e2e") / "run"
     shutil.copytree(teacher_dir, run_dir / "teacher")
-    study = run_search(SearchOptions(study="e2e", run_dir=run_dir, trials=4, seed=3,
+    study = search_and_report(SearchOptions(study="e2e", run_dir=run_dir, trials=4, seed=3,
                                      sampler="random", **TINY))
     return study, run_dir
 
@@ -34,6 +36,8 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         artifact = t.user_attrs["artifact"]
         again = onnx_accuracy(artifact, digits16.val.x.numpy(), digits16.val.y.numpy())
         assert again == t.values[0] == t.user_attrs["accuracy"]
+        assert t.user_attrs["accuracy_method"] == "host"
+        assert t.user_attrs["cpu"] == host_cpu().to_dict()
         assert t.values[1] == t.user_attrs["latency_ms"] > 0
         assert t.user_attrs["latency_p90_ms"] >= t.user_attrs["latency_ms"]
         # Early abort is on, but host measures latency and no limit was set: a preview would
@@ -51,6 +55,9 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         cand = Candidate.from_dict(t.user_attrs["candidate"])
         quantized = {cand.precision, *cand.stage_precisions} & {"int8", "int4"}
         assert (b"QuantizeLinear" in text) == bool(quantized)
+        # On host, int8 weights take 7 bits exactly where this CPU's kernels would saturate.
+        assert cand.reduce_range == ("int8" in quantized and host_cpu().int8_saturates)
+    assert study.user_attrs["setup"]["cpu"]["model"] == host_cpu().model
 
 
 def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
@@ -80,7 +87,7 @@ def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
 def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
     study, run_dir = finished
     before = {t.number: (t.values, t.params) for t in study.trials}
-    resumed = run_search(SearchOptions(study="e2e", run_dir=run_dir, trials=5, seed=3,
+    resumed = search_and_report(SearchOptions(study="e2e", run_dir=run_dir, trials=5, seed=3,
                                        sampler="random", **TINY))
     after = {t.number: (t.values, t.params) for t in resumed.trials}
     assert len(after) == 5
@@ -94,7 +101,7 @@ def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
 def test_constraints_are_real_optuna_constraints(seeded_run_dir):
     # Without early abort: with it, the latency preview would stop these trials before training
     # (tests/test_early_stop.py).
-    study = run_search(SearchOptions(study="c", run_dir=seeded_run_dir, trials=2, seed=1,
+    study = search_and_report(SearchOptions(study="c", run_dir=seeded_run_dir, trials=2, seed=1,
                                      sampler="random", max_latency=1e-6, min_accuracy=0.0,
                                      early_stop=False, **TINY))
     for t in study.trials:
@@ -117,7 +124,7 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(seeded_run_dir, monkeyp
         return real(*args, **kwargs)
 
     monkeypatch.setattr(objective_mod, "evaluate_candidate", flaky)
-    study = run_search(SearchOptions(study="f", run_dir=seeded_run_dir, trials=2, seed=0,
+    study = search_and_report(SearchOptions(study="f", run_dir=seeded_run_dir, trials=2, seed=0,
                                      sampler="random", **TINY))
     states = [t.state for t in study.trials]
     assert states[0] == TrialState.FAIL and states[1] == TrialState.COMPLETE

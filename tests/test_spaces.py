@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from edgeshrink.spaces import Candidate, EdgeshrinkError, format_arch, load_space, parse_arch
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.spaces import Candidate, format_arch, load_space, parse_arch
 from edgeshrink.spaces.blocks import BLOCKS, build_student
 from edgeshrink.spaces.space import parse_space
 

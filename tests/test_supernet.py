@@ -8,6 +8,7 @@ import random
 import pytest
 import torch
 
+from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.supernet import (
     SuperNet,
     SupernetSettings,
@@ -21,7 +22,6 @@ from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.candidate import Candidate, parse_arch
-from edgeshrink.spaces.errors import EdgeshrinkError
 from edgeshrink.spaces.space import parse_space
 
 

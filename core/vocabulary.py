@@ -1,11 +1,17 @@
-"""Names of the block options a space may offer; the blocks themselves are in ``blocks``.
+"""The names every layer shares: precisions, block options, pruning methods and importances.
 
-Kept free of torch so that candidates and spaces can be parsed and validated without it.
+Only names live here; their realisations are registries in ``spaces`` (``blocks.BLOCKS``,
+``pruning.PRUNING_METHODS``, ``quantization.QUANTIZERS``), which check themselves against these.
+Kept free of torch so that candidates, spaces and profiles can be validated without it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+PRECISIONS = ("fp32", "fp16", "int8", "int4")  # int4: 4-bit weights, int8 activations
+PRUNING_NAMES = ("global_magnitude", "layer_magnitude", "channel", "semi_2_4")
+IMPORTANCE_NAMES = ("l1", "l2", "taylor")
 
 
 @dataclass(frozen=True)
