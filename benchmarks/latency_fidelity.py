@@ -101,6 +101,9 @@ def main() -> None:
                     help="where the timings are kept for --reuse")
     ap.add_argument("--reuse", action="store_true",
                     help="refit from the timings in --cache instead of timing again")
+    ap.add_argument("--compare", type=Path, action="append", default=[],
+                    help="also predict the candidates with this existing profile file, e.g. "
+                         "one calibrated on another CPU")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     torch.manual_seed(args.seed)
@@ -145,6 +148,14 @@ def main() -> None:
     print(f"Spearman rank correlation: {rho:.3f} (target >= 0.95)")
     print(f"within +-10%: {np.mean(err <= 0.10):.0%} (target >= 90%)")
     print(f"MAPE: {err.mean():.1%} (target <= 10%); median abs error {np.median(err):.1%}")
+    for other in args.compare:
+        theirs = load_profile(str(other))
+        q = np.array([predict_layers(layers, theirs).total_ms for layers in test_layers])
+        e = np.abs(q - m) / m
+        where = theirs.calibrated_on.describe() if theirs.calibrated_on else "CPU not recorded"
+        print(f"{other} ({where}): Spearman {spearmanr(m, q).statistic:.3f}, within +-10% "
+              f"{np.mean(e <= 0.10):.0%}, MAPE {e.mean():.1%}, median ratio predicted/measured "
+              f"{np.median(q / m):.2f}")
     for prec in ("fp32", "int8", "mixed"):
         sel = np.array([lb.startswith(prec) for lb in labels])
         if sel.any():

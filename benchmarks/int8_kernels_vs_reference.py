@@ -1,0 +1,123 @@
+"""Does reference int8 arithmetic predict what a CPU's int8 kernels compute? Run it on both kinds.
+
+edgeshrink scores int8 files for predicted profiles in reference arithmetic (onnxruntime with
+graph optimizations off: QDQ as dequantize -> float op -> quantize). On a CPU whose kernels
+accumulate in int32 (VNNI, ARM dotprod) the fused kernels should agree with it; on x86 AVX2
+without VNNI full-range weights saturate and 7-bit ones should not. Two steps, so the scoring
+runs on a machine with only numpy and onnxruntime (another CPU, a board):
+
+    python benchmarks/int8_kernels_vs_reference.py pack --out DIR \\
+        [--study NAME --run-dir runs/NAME ...]     # trials' int8 files + validation images
+    python benchmarks/int8_kernels_vs_reference.py score DIR   # here, or on the other machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+FEATURES = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
+
+
+def _cpu() -> str:
+    model, flags = platform.processor(), set()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        for line in info.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip().lower() == "model name" and not model:
+                model = value.strip()
+            if key.strip().lower() in ("flags", "features") and not flags:
+                flags = set(value.split())
+    return f"{model or '?'} ({platform.machine()}; {', '.join(f for f in FEATURES if f in flags)})"
+
+
+def _logits(path: Path, x: np.ndarray, level: ort.GraphOptimizationLevel) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = level
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + 256]})[0]
+                           for i in range(0, len(x), 256)])
+
+
+def score(folder: Path) -> None:
+    index = json.loads((folder / "index.json").read_text())
+    print(f"CPU: {_cpu()}; onnxruntime {ort.__version__}")
+    print(f"{'file':<28} {'weights':>7} {'reference':>9} {'kernels':>8} {'gap':>6} "
+          f"{'argmax differ':>13}")
+    gaps = {}
+    for entry in index:
+        data = np.load(folder / entry["data"])
+        x, y = data["x"].astype(np.float32), data["y"]
+        ref = _logits(folder / entry["file"], x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+        fused = _logits(folder / entry["file"], x, ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        acc_ref, acc_fused = (float((v.argmax(1) == y).mean()) for v in (ref, fused))
+        differ = int((ref.argmax(1) != fused.argmax(1)).sum())
+        gap = 100 * (acc_ref - acc_fused)
+        gaps.setdefault(entry["weights"], []).append((gap, differ, len(y)))
+        print(f"{entry['file']:<28} {entry['weights']:>7} {acc_ref:9.4f} {acc_fused:8.4f} "
+              f"{gap:+6.2f} {differ:6d} of {len(y)}")
+    for weights, rows in gaps.items():
+        g = np.array([r[0] for r in rows])
+        d = np.array([r[1] / r[2] for r in rows])
+        print(f"{weights} weights, {len(rows)} files: reference minus kernels median "
+              f"{np.median(g):+.2f}, worst {g.max():+.2f} points; argmax differs on "
+              f"{100 * d.mean():.2f}% of images (worst file {100 * d.max():.2f}%)")
+
+
+def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
+    from optuna.trial import TrialState
+
+    from edgeshrink.evaluators.datasets import load_data, spec_from_setup
+    from edgeshrink.search.study import load_existing_study
+    from edgeshrink.spaces.candidate import Candidate
+
+    out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for name, run_dir in studies:
+        study = load_existing_study(name, run_dir, None)
+        setup = study.user_attrs["setup"]
+        for t in study.trials:
+            realised = t.user_attrs.get("quantization", {}).get("realised", {})
+            if t.state != TrialState.COMPLETE or "int8" not in realised:
+                continue
+            cand = Candidate.from_dict(t.user_attrs["candidate"])
+            data_file = f"{name}_val_{cand.input_resolution}.npz"
+            if not (out / data_file).is_file():
+                data = load_data(spec_from_setup(setup), cand.input_resolution,
+                                 run_dir / "data")
+                np.savez_compressed(out / data_file, x=data.val.x.numpy(), y=data.val.y.numpy())
+            file = f"{name}_{t.number:05d}.onnx"
+            shutil.copyfile(t.user_attrs["artifact"], out / file)
+            index.append({"file": file, "data": data_file,
+                          "weights": "7-bit" if cand.reduce_range else "8-bit"})
+    (out / "index.json").write_text(json.dumps(index, indent=1))
+    print(f"packed {len(index)} int8 files into {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("pack")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--study", action="append", required=True)
+    p.add_argument("--run-dir", action="append", type=Path, required=True)
+    s = sub.add_parser("score")
+    s.add_argument("folder", type=Path)
+    args = ap.parse_args()
+    if args.cmd == "pack":
+        pack(args.out, list(zip(args.study, args.run_dir, strict=True)))
+    else:
+        score(args.folder)
+
+
+if __name__ == "__main__":
+    main()
