@@ -29,6 +29,7 @@ from dash import Input, Output, State, dash_table, dcc, html
 from optuna.trial import FrozenTrial
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.hardware_profiles.cpu import CpuInfo
 from edgeshrink.reports.frame import (
     ENERGY_COLUMN,
     OBJECTIVES,
@@ -330,6 +331,7 @@ def details_children(trial: FrozenTrial | None) -> list[Any]:
     metrics = [(LABELS[m], values.get(m, attrs.get(m))) for m in METRICS
                if m != ENERGY_COLUMN or attrs.get(m) is not None]
     metrics.append(("weight sparsity", attrs.get("weight_sparsity")))
+    metrics += _arithmetic_rows(attrs)
     out: list[Any] = [
         html.H3(f"Trial {trial.number}", id="details-title"),
         html.Div([html.Span(f"{trial.state.name} · "), html.Code(attrs.get("arch", "n/a"),
@@ -351,6 +353,20 @@ def details_children(trial: FrozenTrial | None) -> list[Any]:
                 dcc.Graph(id="layer-latency", figure=layer_latency_figure(layer_ms),
                           config={"displayModeBar": False})]
     return out
+
+
+def _arithmetic_rows(attrs: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Whose int8 arithmetic the accuracy is, on which CPU, and the weight range shipped."""
+    rows: list[tuple[str, Any]] = []
+    if attrs.get("accuracy_method"):
+        rows.append(("accuracy computed by", attrs["accuracy_method"]))
+    cpu = attrs.get("cpu")
+    if cpu:
+        rows.append(("scoring CPU", CpuInfo.from_dict(cpu).describe()))
+    if "int8" in (attrs.get("quantization") or {}).get("realised", {}):
+        reduced = (attrs.get("candidate") or {}).get("reduce_range", False)
+        rows.append(("int8 weights", "7 bits (reduce range)" if reduced else "8 bits"))
+    return rows
 
 
 def comparison_children(frame: pd.DataFrame, numbers: list[int] | None) -> list[Any]:

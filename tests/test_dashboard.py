@@ -42,7 +42,10 @@ def run_dir(tmp_path):
     study.set_metric_names(["accuracy", "latency_ms"])
     study.add_trial(_complete(0, {"confusion": CONFUSION}))
     study.add_trial(_complete(1, {"layer_latency_ms": {"conv0": 0.4, "fc": 0.1}}))
-    study.add_trial(_complete(2))
+    study.add_trial(_complete(2, {
+        "accuracy_method": "host", "quantization": {"realised": {"int8": "native"}},
+        "candidate": {"reduce_range": True},
+        "cpu": {"model": "AMD EPYC 7B12", "arch": "x86_64", "int8_features": ["avx2"]}}))
     study.add_trial(_complete(3))
     study.add_trial(create_trial(state=TrialState.FAIL, params={}, distributions={},
                                  user_attrs={"error": "RuntimeError: export exploded"}))
@@ -143,6 +146,12 @@ def test_details_show_metrics_choices_and_the_confusion_matrix(source):
     bars = next(c for c in other.children if getattr(c, "id", None) == "layer-latency")
     assert list(bars.figure.data[0].y) == ["conv0", "fc"]
     assert list(bars.figure.data[0].x) == [0.4, 0.1]
+    assert "scoring CPU" not in _text(other)  # trials from before it was recorded
+
+    int8 = _text(html.Div(db.details_children(source.trial(2))))
+    for piece in ("accuracy computed by", "host", "AMD EPYC 7B12 (x86_64; avx2)",
+                  "can saturate", "7 bits (reduce range)"):
+        assert piece in int8
 
 
 def test_comparison_table_flags_the_rows_that_differ(source):
