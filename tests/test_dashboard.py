@@ -210,6 +210,12 @@ def test_app_wires_every_panel(run_dir):
                    "comparison.children", "export-status.children", "problems.children",
                    "latency-budget.value", "selected-trial.data"):
         assert target in outputs
+    # The page links the stylesheet shipped as a Dash asset, and the server hands it out.
+    client = app.server.test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert "/assets/dashboard.css" in page
+    css = client.get("/assets/dashboard.css")
+    assert css.status_code == 200 and b"code.arch" in css.get_data()
 
 
 def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
