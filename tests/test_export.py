@@ -177,7 +177,7 @@ def test_interrupted_export_keeps_the_old_directory(real_study, tmp_path, monkey
     def crash(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ex, "model_card", crash)
+    monkeypatch.setattr(ex.bundle, "model_card", crash)  # where the export calls it
     with pytest.raises(KeyboardInterrupt):
         ex.export_trial(study, 1, out, run_dir=run_dir, force=True)
     assert (out / "metrics.json").read_text() == before
