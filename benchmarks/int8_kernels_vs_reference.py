@@ -9,6 +9,10 @@ runs on a machine with only numpy and onnxruntime (another CPU, a board):
     python benchmarks/int8_kernels_vs_reference.py pack --out DIR \\
         [--study NAME --run-dir runs/NAME ...]     # trials' int8 files + validation images
     python benchmarks/int8_kernels_vs_reference.py score DIR   # here, or on the other machine
+
+``pack`` writes each int8 trial twice, the same trained network quantized with 8-bit and with
+7-bit weights (the stored artifact, and its ``model_fp32.onnx`` re-quantized with the other
+range, calibrated on the same training images), so the two ranges compare on equal networks.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ FEATURES = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp"
 
 
 def _cpu() -> str:
-    model, flags = platform.processor(), set()
+    model, flags = "", set()
     info = Path("/proc/cpuinfo")
     if info.is_file():
         for line in info.read_text(errors="replace").splitlines():
@@ -35,7 +39,8 @@ def _cpu() -> str:
                 model = value.strip()
             if key.strip().lower() in ("flags", "features") and not flags:
                 flags = set(value.split())
-    return f"{model or '?'} ({platform.machine()}; {', '.join(f for f in FEATURES if f in flags)})"
+    features = ", ".join(f for f in FEATURES if f in flags)
+    return f"{model or platform.processor() or '?'} ({platform.machine()}; {features})"
 
 
 def _logits(path: Path, x: np.ndarray, level: ort.GraphOptimizationLevel) -> np.ndarray:
@@ -53,7 +58,7 @@ def score(folder: Path) -> None:
     print(f"CPU: {_cpu()}; onnxruntime {ort.__version__}")
     print(f"{'file':<28} {'weights':>7} {'reference':>9} {'kernels':>8} {'gap':>6} "
           f"{'argmax differ':>13}")
-    gaps = {}
+    gaps, by_trial = {}, {}
     for entry in index:
         data = np.load(folder / entry["data"])
         x, y = data["x"].astype(np.float32), data["y"]
@@ -63,6 +68,7 @@ def score(folder: Path) -> None:
         differ = int((ref.argmax(1) != fused.argmax(1)).sum())
         gap = 100 * (acc_ref - acc_fused)
         gaps.setdefault(entry["weights"], []).append((gap, differ, len(y)))
+        by_trial.setdefault(entry.get("trial"), {})[entry["weights"]] = (acc_ref, acc_fused)
         print(f"{entry['file']:<28} {entry['weights']:>7} {acc_ref:9.4f} {acc_fused:8.4f} "
               f"{gap:+6.2f} {differ:6d} of {len(y)}")
     for weights, rows in gaps.items():
@@ -71,13 +77,26 @@ def score(folder: Path) -> None:
         print(f"{weights} weights, {len(rows)} files: reference minus kernels median "
               f"{np.median(g):+.2f}, worst {g.max():+.2f} points; argmax differs on "
               f"{100 * d.mean():.2f}% of images (worst file {100 * d.max():.2f}%)")
+    pairs = [v for v in by_trial.values() if {"8-bit", "7-bit"} <= set(v)]
+    if pairs:
+        cost = np.array([100 * (v["8-bit"][0] - v["7-bit"][0]) for v in pairs])
+        here = np.array([100 * (v["8-bit"][1] - v["7-bit"][1]) for v in pairs])
+        print(f"same networks, {len(pairs)} pairs: 8-bit minus 7-bit accuracy in reference "
+              f"arithmetic median {np.median(cost):+.2f}, range {cost.min():+.2f} .. "
+              f"{cost.max():+.2f} points; with this CPU's kernels median {np.median(here):+.2f}, "
+              f"range {here.min():+.2f} .. {here.max():+.2f}")
 
 
 def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
+    from dataclasses import replace
+
     from optuna.trial import TrialState
 
+    from edgeshrink.evaluators.artifact import quant_plan, quantize_artifact
     from edgeshrink.evaluators.datasets import load_data, spec_from_setup
+    from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.search.study import load_existing_study
+    from edgeshrink.spaces.blocks import build_student
     from edgeshrink.spaces.candidate import Candidate
 
     out.mkdir(parents=True, exist_ok=True)
@@ -91,14 +110,24 @@ def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
                 continue
             cand = Candidate.from_dict(t.user_attrs["candidate"])
             data_file = f"{name}_val_{cand.input_resolution}.npz"
+            data = load_data(spec_from_setup(setup), cand.input_resolution, run_dir / "data")
             if not (out / data_file).is_file():
-                data = load_data(spec_from_setup(setup), cand.input_resolution,
-                                 run_dir / "data")
                 np.savez_compressed(out / data_file, x=data.val.x.numpy(), y=data.val.y.numpy())
-            file = f"{name}_{t.number:05d}.onnx"
-            shutil.copyfile(t.user_attrs["artifact"], out / file)
-            index.append({"file": file, "data": data_file,
-                          "weights": "7-bit" if cand.reduce_range else "8-bit"})
+            artifact = Path(t.user_attrs["artifact"])
+            if not artifact.is_file():  # stored relative to where the search ran
+                artifact = run_dir / "trials" / f"{t.number:05d}" / "model.onnx"
+            stored = "7-bit" if cand.reduce_range else "8-bit"
+            other = "8-bit" if cand.reduce_range else "7-bit"
+            file = f"{name}_{t.number:05d}_{stored}.onnx"
+            shutil.copyfile(artifact, out / file)
+            flipped = replace(cand, reduce_range=not cand.reduce_range)
+            plan = quant_plan(flipped, build_student(flipped, data.in_channels,
+                                                     data.num_classes))
+            twin = f"{name}_{t.number:05d}_{other}.onnx"
+            quantize_artifact(artifact.with_name("model_fp32.onnx"), out / twin, data,
+                              TrainSettings(**setup["settings"]), plan)
+            index += [{"file": file, "data": data_file, "weights": stored, "trial": t.number},
+                      {"file": twin, "data": data_file, "weights": other, "trial": t.number}]
     (out / "index.json").write_text(json.dumps(index, indent=1))
     print(f"packed {len(index)} int8 files into {out}")
 
