@@ -21,7 +21,7 @@ import optuna
 import torch
 
 from edgeshrink.search.samplers import make_sampler
-from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.space import load_space
 
 

@@ -32,7 +32,7 @@ from scipy.stats import spearmanr
 
 from edgeshrink.evaluators.artifact import channel_round_to, quant_plan, quantize_artifact
 from edgeshrink.evaluators.data import load_digits_splits
-from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.calibrate import (
     FUSION,
@@ -45,7 +45,7 @@ from edgeshrink.hardware_profiles.graph_layers import analyse_graph
 from edgeshrink.hardware_profiles.latency_model import predict_layers
 from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
-from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.pruning import PruneContext, prune_model

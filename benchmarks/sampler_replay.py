@@ -53,7 +53,7 @@ from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.early_stop import EarlyStopRule, Finished
 from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.samplers import SAMPLERS, make_sampler
-from edgeshrink.search.sampling import suggest_params
+from edgeshrink.search.suggest import suggest_params
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.pruning import PRUNING_METHODS
 from edgeshrink.spaces.space import Categorical, FloatRange, IntRange, SearchSpace, load_space

@@ -20,7 +20,7 @@ import torch
 
 from edgeshrink.evaluators.data import load_digits_splits
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
-from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.space import load_space
 

@@ -34,12 +34,12 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
+from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
 from edgeshrink.evaluators.data import load_digits_splits
-from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.runner import SearchOptions, run_search
-from edgeshrink.search.sampling import suggest_params
 from edgeshrink.search.study import create_or_resume_study
+from edgeshrink.search.suggest import suggest_params
 from edgeshrink.spaces.space import load_space
 
 CONFIGS = {

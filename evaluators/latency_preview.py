@@ -31,7 +31,7 @@ from edgeshrink.evaluators.artifact import (
     quantize_artifact,
 )
 from edgeshrink.evaluators.data import DataSplits
-from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile

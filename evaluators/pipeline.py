@@ -15,21 +15,21 @@ from typing import Any
 
 import torch
 
-from edgeshrink.core.atomic import atomic_directory
+from edgeshrink.core.atomic import atomic_directory, atomic_write_text
 from edgeshrink.evaluators.artifact import (
     artifact_latency,
     channel_round_to,
     quant_plan,
     quantize_artifact,
 )
+from edgeshrink.evaluators.builtin_teacher import Teacher
 from edgeshrink.evaluators.data import DataSplits
-from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
+from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.evaluators.supernet import SuperNet, prepare_inherited
-from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
@@ -222,7 +222,7 @@ def evaluate_candidate(
         versions=tool_versions(),
         cpu=arithmetic.cpu.to_dict(),
     )
-    (out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
     return result
 
 

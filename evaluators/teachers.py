@@ -25,8 +25,8 @@ from torch import nn
 
 from edgeshrink.core.atomic import atomic_path
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.evaluators.builtin_teacher import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.data import DataSplits
-from edgeshrink.evaluators.teacher import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.training import predict_logits
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
@@ -271,7 +271,7 @@ def describe_teacher(teacher: Teacher, spec: TeacherSpec | None) -> str:
 def _teacher_onnx(teacher: Teacher, spec: TeacherSpec | None, data: DataSplits,
                   work_dir: Path) -> tuple[Path, np.ndarray]:
     """The teacher as an ONNX file, and one input image in the channels it takes."""
-    from edgeshrink.evaluators.export import export_onnx
+    from edgeshrink.evaluators.onnx_export import export_onnx
 
     model = teacher.model
     rgb = isinstance(model, GreyToRGB)

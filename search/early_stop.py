@@ -37,7 +37,7 @@ Containment also bounds the objectives ``--objectives`` may add (a contained net
 MACs, weights or activations at the same precision, so no more energy and no larger file); the
 latency comparison bounds only latency, so studies with more than the two objectives use
 containment alone. The rule reads ``values[0]`` (accuracy) and ``values[1]`` (latency), the same
-in every study (search/objectives.py). ``benchmarks/sampler_replay.py`` replays both ways on an
+in every study (core/metrics.py). ``benchmarks/sampler_replay.py`` replays both ways on an
 enumerated space and counts the true Pareto points they would have aborted. Training is
 unchanged by the checks, so completed trials measure exactly what they did before.
 """

@@ -28,13 +28,13 @@ from edgeshrink.evaluators.teachers import (
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.measure import prepare_gauge
-from edgeshrink.hardware_profiles.registry import load_profile
+from edgeshrink.hardware_profiles.registry import Profile, load_profile
 from edgeshrink.search.early_stop import EarlyStopRule
-from edgeshrink.search.objective import Objective
-from edgeshrink.search.objectives import check_available
+from edgeshrink.search.objective_values import check_available
 from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.stale import fail_stale_trials
 from edgeshrink.search.study import create_or_resume_study, default_run_dir, mask_url
+from edgeshrink.search.trial import Objective
 from edgeshrink.search.workers import (
     DONE_STATES,
     OPTIONS_ATTR,
@@ -72,7 +72,7 @@ class SearchOptions:
     worker: int | None = None  # set for an `edgeshrink worker` joining the study
     early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
     train_threads: int | None = None  # torch threads per trial; None keeps torch's default
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in search/objectives.py
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
     weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
     channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
 
@@ -235,7 +235,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     return study
 
 
-def _arithmetic_text(profile) -> str:
+def _arithmetic_text(profile: Profile) -> str:
     arithmetic = int8_arithmetic(profile)
     cpu = arithmetic.cpu.describe()
     if arithmetic.accuracy_method == "reference":

@@ -12,7 +12,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, directions, metric_keys
-from edgeshrink.search.objectives import study_objectives
+from edgeshrink.search.objective_values import study_objectives
 from edgeshrink.search.stale import rdb_storage
 
 JOURNAL_FILE = "study.journal"

@@ -10,17 +10,17 @@ import optuna
 import torch
 
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES
+from edgeshrink.evaluators.builtin_teacher import Teacher
 from edgeshrink.evaluators.data import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.supernet import SuperNet
-from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.early_stop import EarlyStopRule, TrialWatcher
-from edgeshrink.search.objectives import objective_values
-from edgeshrink.search.sampling import suggest_candidate
+from edgeshrink.search.objective_values import objective_values
+from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.space import SearchSpace
 
 
@@ -40,7 +40,7 @@ class Objective:
     # Tiny students on a shared CPU: one thread avoids OpenMP stalls (10x slower under load,
     # BENCHMARKS.md); None keeps torch's setting.
     train_threads: int | None = None
-    # The values returned, in this order (search/objectives.py); accuracy and latency first.
+    # The values returned, in this order (core/metrics.py); accuracy and latency first.
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     supernet: SuperNet | None = None  # weight sharing: students inherit its weights
 

@@ -13,8 +13,8 @@ import yaml
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.vocabulary import EXPANSIONS, KERNELS
-from edgeshrink.evaluators.export import export_onnx
-from edgeshrink.search.sampling import suggest_params
+from edgeshrink.evaluators.onnx_export import export_onnx
+from edgeshrink.search.suggest import suggest_params
 from edgeshrink.spaces import Candidate, StageSpec, load_space, parse_arch
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.space import Categorical, IntRange, parse_space

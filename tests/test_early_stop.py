@@ -218,7 +218,7 @@ def test_latency_is_previewed_where_it_is_cheap_or_saves_trials():
     from types import SimpleNamespace
 
     from edgeshrink.hardware_profiles.registry import load_profile
-    from edgeshrink.search.objective import Objective
+    from edgeshrink.search.trial import Objective
 
     def wants(profile: str, limit: float | None) -> bool:
         return Objective.wants_preview.fget(SimpleNamespace(profile=load_profile(profile),

@@ -9,10 +9,10 @@ import torch
 from onnx import numpy_helper
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.export import export_onnx
+from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
+from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.pipeline import evaluate_candidate
-from edgeshrink.evaluators.teacher import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.latency_model import predict_latency

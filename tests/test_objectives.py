@@ -20,7 +20,7 @@ from edgeshrink.reports import export as ex
 from edgeshrink.reports.frame import pareto_mask, trials_frame
 from edgeshrink.reports.writer import search_and_report, write_report
 from edgeshrink.search.cli import main
-from edgeshrink.search.objectives import check_available, study_objectives
+from edgeshrink.search.objective_values import check_available, study_objectives
 from edgeshrink.search.runner import SearchOptions
 from edgeshrink.search.study import create_or_resume_study, open_storage
 from edgeshrink.search.workers import shared_options

@@ -25,8 +25,8 @@ from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data import load_digits_splits
-from edgeshrink.evaluators.export import export_onnx
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph

@@ -41,7 +41,7 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         assert t.values[1] == t.user_attrs["latency_ms"] > 0
         assert t.user_attrs["latency_p90_ms"] >= t.user_attrs["latency_ms"]
         # Early abort is on, but host measures latency and no limit was set: a preview would
-        # cost a timing per trial and save nothing (search/objective.py), so none was taken.
+        # cost a timing per trial and save nothing (search/trial.py), so none was taken.
         assert t.user_attrs["preview_latency_ms"] is None
         assert "preview" not in t.user_attrs["stage_seconds"]
         with open(artifact, "rb") as fh:
@@ -112,9 +112,9 @@ def test_constraints_are_real_optuna_constraints(seeded_run_dir):
 
 
 def test_failing_trial_is_recorded_and_the_study_goes_on(seeded_run_dir, monkeypatch):
-    from edgeshrink.search import objective as objective_mod
+    from edgeshrink.search import trial as trial_mod
 
-    real = objective_mod.evaluate_candidate
+    real = trial_mod.evaluate_candidate
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):
@@ -123,9 +123,9 @@ def test_failing_trial_is_recorded_and_the_study_goes_on(seeded_run_dir, monkeyp
             raise RuntimeError("export exploded")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(objective_mod, "evaluate_candidate", flaky)
+    monkeypatch.setattr(trial_mod, "evaluate_candidate", flaky)
     study = search_and_report(SearchOptions(study="f", run_dir=seeded_run_dir, trials=2, seed=0,
-                                     sampler="random", **TINY))
+                                            sampler="random", **TINY))
     states = [t.state for t in study.trials]
     assert states[0] == TrialState.FAIL and states[1] == TrialState.COMPLETE
     assert study.trials[0].user_attrs["error"] == "RuntimeError: export exploded"

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.evaluators.builtin_teacher import Teacher
 from edgeshrink.evaluators.supernet import (
     SuperNet,
     SupernetSettings,
@@ -18,7 +19,6 @@ from edgeshrink.evaluators.supernet import (
     sample_subnet,
     train_supernet,
 )
-from edgeshrink.evaluators.teacher import Teacher
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.candidate import Candidate, parse_arch

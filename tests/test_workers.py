@@ -76,7 +76,7 @@ def test_concurrent_first_starts_train_the_teacher_once(tmp_path):
     script = textwrap.dedent(f"""
         from pathlib import Path
         from edgeshrink.evaluators.data import load_digits_splits
-        from edgeshrink.evaluators.teacher import load_or_train_teacher
+        from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
         from edgeshrink.search.workers import preparation_lock
         run = Path({str(tmp_path / "run")!r})
         data = load_digits_splits(16)
