@@ -1,0 +1,106 @@
+"""Quantize and time the micro-benchmarks here, round-robin against the drift gauge."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from edgeshrink.hardware_profiles.calibrate.catalogue import (
+    CHAIN_LENGTHS,
+    FUSION,
+    INT8_VARIANTS,
+    MICRO_BENCHMARKS,
+    NETWORK_ONLY,
+    SAMPLED,
+    MicroBench,
+    build_micro_model,
+)
+from edgeshrink.hardware_profiles.calibration_nets import space_network
+from edgeshrink.hardware_profiles.gauge import Gauge
+from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
+from edgeshrink.hardware_profiles.measure import measure_latency
+from edgeshrink.hardware_profiles.registry import (
+    Measurement,
+)
+
+
+def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8",
+          plan: tuple[str, dict[str, str], bool] | None = None) -> None:
+    # Reuses the search's own quantizer, so calibration times what the search exports.
+    from edgeshrink.spaces.precision_plan import QuantPlan
+    from edgeshrink.spaces.quantization import quantize_with_plan
+
+    default, prefixes, symmetric = plan or INT8_VARIANTS[variant]
+    rng = np.random.default_rng(0)
+    quantize_with_plan(model_path, out, rng.normal(size=(16, *shape[1:])).astype(np.float32),
+                       QuantPlan(default, prefixes, act_symmetric=symmetric))
+
+
+@dataclass(frozen=True)
+class Sample:
+    label: str
+    precision: str  # "fp32", an INT8_VARIANTS name or SAMPLED
+    length: int
+    layers: list[Layer]
+    ms: float
+
+
+def run_micro_benchmarks(
+    workdir: Path, gauge: Gauge | None, settings: Measurement, precisions: tuple[str, ...],
+    progress: Callable[[str], None] | None = None,
+    benchmarks: tuple[MicroBench, ...] = MICRO_BENCHMARKS,
+    repeats: int = 1,
+) -> list[Sample]:
+    """Build every micro-model, then time them all ``repeats`` times round-robin and keep each
+    one's median: a slow spell of the machine then hits one repeat of many models, not all
+    repeats of one."""
+    built: list[tuple[MicroBench, int, str, Path, np.ndarray]] = []
+    for bench in benchmarks:
+        if bench.op_class == "space_net":
+            built.append(_space_net(bench, workdir, "int8" in precisions))
+            continue
+        for length in (1,) if bench.op_class == "net" else CHAIN_LENGTHS:
+            model = build_micro_model(bench, length)
+            fp32 = workdir / f"{bench.label}_x{length}.onnx"
+            onnx.save(model, fp32)
+            dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+            x = np.random.default_rng(1).normal(size=dims).astype(np.float32)
+            variants = [p for p in precisions if p != "int8"]
+            if "int8" in precisions:
+                variants += [v for v in INT8_VARIANTS
+                             if bench.op_class == "net" or v not in NETWORK_ONLY]
+            for variant in variants:
+                path = fp32
+                if variant in INT8_VARIANTS:
+                    path = workdir / f"{bench.label}_x{length}_{variant}.onnx"
+                    _int8(fp32, path, dims, variant)
+                built.append((bench, length, variant, path, x))
+    times: list[list[float]] = [[] for _ in built]
+    for r in range(repeats):
+        for i, (bench, length, precision, path, x) in enumerate(built):
+            times[i].append(measure_latency(path, x, settings, gauge).median_ms)
+            if progress:
+                progress(f"[{r + 1}/{repeats}] {bench.label} x{length} {precision}: "
+                         f"{times[i][-1]:.4f} ms")
+    return [Sample(bench.label, precision, length,
+                   [la for la in analyse_graph(path, FUSION) if la.macs > 0], float(np.median(ts)))
+            for (bench, length, precision, path, _), ts in zip(built, times, strict=True)]
+
+
+def _space_net(bench: MicroBench, workdir: Path, int8: bool,
+               ) -> tuple[MicroBench, int, str, Path, np.ndarray]:
+    """A sampled network, quantized by its own plan (all float where int8 is not timed)."""
+    model, default, prefixes, symmetric = space_network(bench.seed)
+    path = workdir / f"{bench.label}.onnx"
+    onnx.save(model, path)
+    shape = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(1).normal(size=shape).astype(np.float32)
+    if not int8 or "int8" not in {default, *prefixes.values()}:
+        return bench, 1, "fp32", path, x
+    quantized = workdir / f"{bench.label}_{SAMPLED}.onnx"
+    _int8(path, quantized, shape, plan=(default, prefixes, symmetric))
+    return bench, 1, SAMPLED, quantized, x
