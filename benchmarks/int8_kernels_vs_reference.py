@@ -18,29 +18,25 @@ range, calibrated on the same training images), so the two ranges compare on equ
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import platform
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-FEATURES = ("avx2", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
-
 
 def _cpu() -> str:
-    model, flags = "", set()
-    info = Path("/proc/cpuinfo")
-    if info.is_file():
-        for line in info.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip().lower() == "model name" and not model:
-                model = value.strip()
-            if key.strip().lower() in ("flags", "features") and not flags:
-                flags = set(value.split())
-    features = ", ".join(f for f in FEATURES if f in flags)
-    return f"{model or platform.processor() or '?'} ({platform.machine()}; {features})"
+    """This CPU, read by hardware_profiles/cpu.py, loaded by path: the machine that scores may
+    have only numpy and onnxruntime, not edgeshrink."""
+    path = Path(__file__).resolve().parents[1] / "hardware_profiles" / "cpu.py"
+    spec = importlib.util.spec_from_file_location("edgeshrink_cpu", path)
+    cpu = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = cpu  # dataclasses look their module up while building the class
+    spec.loader.exec_module(cpu)
+    return cpu.host_cpu().describe()
 
 
 def _logits(path: Path, x: np.ndarray, level: ort.GraphOptimizationLevel) -> np.ndarray:

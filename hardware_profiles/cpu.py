@@ -4,8 +4,12 @@ On x86 CPUs with AVX2 (or AVX-512BW) but no VNNI, onnxruntime's u8 x s8 kernels 
 ``vpmaddubsw``, which adds each pair of products into a signed 16-bit lane and saturates there
 (oneDNN "Nuances of int8 computations", PyTorch #103646). Full-range int8 weights then lose
 accuracy on this machine that the same file keeps on a VNNI server, an ARM board with dotprod or
-an NPU. Weights on 7 bits ([-64, 63]) keep every pair sum within int16 (2 x 255 x 64 = 32,640),
-which is why PyTorch's x86 backend and NNCF's CPU target reduce the range.
+an NPU. Weights on 7 bits ([-64, 64], onnxruntime's reduced range) keep every pair sum within
+int16 (2 x 255 x 64 = 32,640), which is why PyTorch's x86 backend and NNCF's CPU target reduce
+the range.
+
+Standard library only, so a script can load this file by path where edgeshrink is not
+installed (``benchmarks/int8_kernels_vs_reference.py score`` on another machine).
 
 No /proc/cpuinfo (macOS, Windows): the architecture decides; an x86 CPU of unknown features is
 assumed to saturate, as the 7-bit remedy is safe everywhere.
