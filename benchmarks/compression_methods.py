@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
+from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile

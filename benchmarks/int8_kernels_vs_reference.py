@@ -89,7 +89,7 @@ def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
     from optuna.trial import TrialState
 
     from edgeshrink.evaluators.artifact import quant_plan, quantize_artifact
-    from edgeshrink.evaluators.datasets import load_data, spec_from_setup
+    from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
     from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.search.study import load_existing_study
     from edgeshrink.spaces.blocks import build_student

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from optuna.trial import TrialState
 
-from edgeshrink.evaluators.datasets import load_data, spec_from_setup
+from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.search.study import load_existing_study

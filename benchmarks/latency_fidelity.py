@@ -31,7 +31,7 @@ import torch
 from scipy.stats import spearmanr
 
 from edgeshrink.evaluators.artifact import channel_round_to, quant_plan, quantize_artifact
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.calibrate import (
@@ -48,7 +48,7 @@ from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.pruning import PruneContext, prune_model
+from edgeshrink.spaces.pruning.methods import PruneContext, prune_model
 from edgeshrink.spaces.space import load_space
 
 

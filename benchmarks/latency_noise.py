@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from optuna.trial import TrialState
 
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.measure import measure_latency
 from edgeshrink.hardware_profiles.registry import load_profile

@@ -19,7 +19,7 @@ import torchvision
 
 from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.latency_model import predict_latency
-from edgeshrink.spaces.quantization import int8_static
+from edgeshrink.spaces.quantization.onnx_qdq import int8_static
 
 PUBLISHED_MS = {  # Pixel 3, single large core
     ("mobilenet_v3_large", "fp32"): 44.0, ("mobilenet_v3_large", "int8"): 32.0,

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from optuna.trial import TrialState
 
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.latency_model import predict_latency
 from edgeshrink.hardware_profiles.measure import measure_latency, prepare_gauge

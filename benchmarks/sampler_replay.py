@@ -45,9 +45,9 @@ import numpy as np
 import optuna
 import torch
 
-from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import evaluate_candidate
-from edgeshrink.evaluators.teachers import load_teacher
+from edgeshrink.evaluators.teacher.load import load_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.early_stop import EarlyStopRule, Finished
@@ -55,7 +55,7 @@ from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.samplers import SAMPLERS, make_sampler
 from edgeshrink.search.suggest import suggest_params
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.pruning import PRUNING_METHODS
+from edgeshrink.spaces.pruning.methods import PRUNING_METHODS
 from edgeshrink.spaces.space import Categorical, FloatRange, IntRange, SearchSpace, load_space
 
 HERE = Path(__file__).resolve().parent

@@ -42,14 +42,14 @@ from typing import Any
 import torch
 from scipy.stats import kendalltau
 
-from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.supernet import (
     SuperNet,
     SupernetSettings,
     train_supernet,
 )
-from edgeshrink.evaluators.teachers import load_teacher
+from edgeshrink.evaluators.teacher.load import load_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.search.hypervolume import hypervolume_2d

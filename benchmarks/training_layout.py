@@ -18,7 +18,7 @@ import time
 import optuna
 import torch
 
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
 from edgeshrink.search.suggest import suggest_candidate
 from edgeshrink.spaces.blocks import build_student

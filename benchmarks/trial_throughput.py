@@ -34,8 +34,8 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
+from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
 from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.search.runner import SearchOptions, run_search
 from edgeshrink.search.study import create_or_resume_study

@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeshrink.evaluators.compact_onnx import compact_tensor_names
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.device_latency import DeviceLatency, device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import Student
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.precision_plan import QuantPlan, plan_for
-from edgeshrink.spaces.quantization import QuantReport, quantize_with_plan
+from edgeshrink.spaces.quantization.onnx_qdq import QuantReport, quantize_with_plan
+from edgeshrink.spaces.quantization.plan import QuantPlan, plan_for
 
 
 def channel_round_to(candidate: Candidate, profile: Profile) -> int:

@@ -14,9 +14,9 @@ from typing import Any
 import yaml
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
-from edgeshrink.evaluators.teachers import load_teacher, parse_teacher
+from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile

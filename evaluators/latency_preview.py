@@ -30,7 +30,7 @@ from edgeshrink.evaluators.artifact import (
     quant_plan,
     quantize_artifact,
 )
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
@@ -38,7 +38,7 @@ from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.pruning import PruneContext, prune_model
+from edgeshrink.spaces.pruning.methods import PruneContext, prune_model
 
 _LOSS_SAMPLES = 64  # Taylor importance ranks channels on this many images' gradients
 

@@ -22,14 +22,14 @@ from edgeshrink.evaluators.artifact import (
     quant_plan,
     quantize_artifact,
 )
-from edgeshrink.evaluators.builtin_teacher import Teacher
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.evaluators.supernet import SuperNet, prepare_inherited
+from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import Hint, TrainSettings, model_accuracy, train_distilled
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
@@ -39,8 +39,8 @@ from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.distillation import distillation_loss
-from edgeshrink.spaces.fake_quant import finish_qat, prepare_qat, qat_bits
-from edgeshrink.spaces.pruning import PruneContext, prune_model, weight_sparsity
+from edgeshrink.spaces.pruning.methods import PruneContext, prune_model, weight_sparsity
+from edgeshrink.spaces.quantization.fake_quant import finish_qat, prepare_qat, qat_bits
 
 ARTIFACT = "model.onnx"
 

@@ -38,8 +38,8 @@ from edgeshrink.core.atomic import atomic_path, compute_once
 from edgeshrink.core.channel_rounding import make_divisible
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.vocabulary import BLOCK_KINDS
-from edgeshrink.evaluators.builtin_teacher import Teacher
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
+from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import TrainingDiverged
 from edgeshrink.spaces.blocks import BLOCKS, Student, build_student
 from edgeshrink.spaces.candidate import Candidate, StageSpec

@@ -8,7 +8,7 @@ turns these into time on a profile; the graph is read as a deployment runtime wo
   surround, so they cost nothing themselves; a node whose weights come through a
   DequantizeLinear of int8 (int4) data runs at int8 (int4); a weight-less node runs at int8 when
   it reads a DequantizeLinear and its output is quantized again.
-- fp16 simulated on an fp32 host (``spaces.fp16_simulation``): weights stored as fp16 and Cast to
+- fp16 simulated on an fp32 host (``spaces.quantization.fp16``): weights stored as fp16 and Cast to
   float run at fp16, as do nodes reading an activation rounded to fp16 (Cast to fp16 and back);
   those Casts are free, and an activation after a rounded conv still fuses into it.
 - An activation (Relu, Clip, ...) directly after a convolution or matmul is fused into it.

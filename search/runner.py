@@ -16,9 +16,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
-from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
-from edgeshrink.evaluators.teachers import (
+from edgeshrink.evaluators.teacher.load import (
     describe_teacher,
     load_teacher,
     parse_teacher,

@@ -10,10 +10,10 @@ import optuna
 import torch
 
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES
-from edgeshrink.evaluators.builtin_teacher import Teacher
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.pipeline import evaluate_candidate
 from edgeshrink.evaluators.supernet import SuperNet
+from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic

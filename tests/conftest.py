@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
+from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
 
 torch.set_num_threads(2)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.spaces.distillation import distillation_loss
-from edgeshrink.spaces.pruning import global_magnitude, make_permanent, weight_sparsity
+from edgeshrink.spaces.pruning.methods import global_magnitude, make_permanent, weight_sparsity
 
 
 def test_distillation_alpha_zero_is_cross_entropy():

@@ -23,11 +23,11 @@ from PIL import Image
 from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators import image_readers as readers
 from edgeshrink.evaluators.build import load_build_config
-from edgeshrink.evaluators.datasets import DataSpec, load_data
+from edgeshrink.evaluators.data import readers
+from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
-from edgeshrink.evaluators.teachers import load_teacher, parse_teacher
+from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
 from edgeshrink.reports import export as ex
 from edgeshrink.reports.writer import search_and_report
 from edgeshrink.search.cli import main

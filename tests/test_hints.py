@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeshrink.evaluators.builtin_teacher import TeacherCNN
 from edgeshrink.evaluators.hints import teacher_hints
+from edgeshrink.evaluators.teacher.builtin import TeacherCNN
 from edgeshrink.evaluators.training import Hint, TrainSettings, train_distilled
 from edgeshrink.spaces.distillation import HintRegressor, hint_loss
 

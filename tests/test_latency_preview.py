@@ -9,10 +9,10 @@ import torch
 from onnx import numpy_helper
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.pipeline import evaluate_candidate
+from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.latency_model import predict_latency
@@ -20,7 +20,7 @@ from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate, parse_arch
-from edgeshrink.spaces.pruning import PruneContext, prune_model
+from edgeshrink.spaces.pruning.methods import PruneContext, prune_model
 
 # Inverted residual with SE and hard-swish, depthwise-separable, plain inverted residual.
 ARCH = "w1:ir_k3_e4_se_hs_r1_s1_c16,ds_k5_r1_s2_c24,ir_k3_e6_r1_s2_c32"

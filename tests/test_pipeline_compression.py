@@ -7,9 +7,9 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
 from edgeshrink.evaluators.onnx_eval import onnx_predict
 from edgeshrink.evaluators.pipeline import evaluate_candidate
+from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.hardware_profiles.registry import load_profile

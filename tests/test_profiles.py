@@ -168,7 +168,7 @@ def test_layers_off_the_channel_block_use_their_own_efficiency(tmp_path):
 
 
 def _int8_file(tmp_path, model: onnx.ModelProto, name: str) -> Path:
-    from edgeshrink.spaces.quantization import int8_static
+    from edgeshrink.spaces.quantization.onnx_qdq import int8_static
 
     src = tmp_path / f"{name}.onnx"
     onnx.save(model, src)
@@ -361,7 +361,7 @@ def test_calibration_blocks_cost_what_the_search_space_exports(tmp_path, block, 
 
 
 def _quantized(tmp_path, model: onnx.ModelProto, name: str, plan) -> Path:
-    from edgeshrink.spaces.quantization import quantize_with_plan
+    from edgeshrink.spaces.quantization.onnx_qdq import quantize_with_plan
 
     src, out = tmp_path / f"{name}_fp32.onnx", tmp_path / f"{name}.onnx"
     onnx.save(model, src)
@@ -376,7 +376,7 @@ def test_onnxruntime_reading_prices_what_onnxruntime_fuses(tmp_path):
     QLinearConv. Symmetric int8 activations: it has no such kernel on x86, so the conv runs in
     float on weights dequantized at run time, between real Quantize / Dequantize operators;
     the qdq reading sees an int8 conv in both files."""
-    from edgeshrink.spaces.precision_plan import QuantPlan
+    from edgeshrink.spaces.quantization.plan import QuantPlan
 
     g = GraphBuilder(np.random.default_rng(0))
     model = g.model([1, 16, 8, 8], g.conv("input", 16, 32, 3, act="hswish"), [1, 32, 8, 8])
@@ -410,7 +410,7 @@ def test_onnxruntime_reading_prices_what_onnxruntime_fuses(tmp_path):
 
 def test_mixed_precision_boundaries_are_layers_in_the_onnxruntime_reading(tmp_path):
     from edgeshrink.hardware_profiles.calibrate import FRONT, MicroBench, build_micro_model
-    from edgeshrink.spaces.precision_plan import QuantPlan
+    from edgeshrink.spaces.quantization.plan import QuantPlan
 
     model = build_micro_model(MicroBench("net", 8, 16, 3, 3), 1)
     mixed = _quantized(tmp_path, model, "mixed", QuantPlan("fp32", {FRONT: "int8"}))

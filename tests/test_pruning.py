@@ -19,7 +19,7 @@ from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
-from edgeshrink.spaces.pruning import (
+from edgeshrink.spaces.pruning.methods import (
     PRUNING_METHODS,
     PruneContext,
     make_permanent,
@@ -403,8 +403,8 @@ def test_size_accounting_reads_int4_weights_through_dequantize():
 def test_pruned_student_weights_load_into_a_fresh_student():
     from edgeshrink.spaces.blocks import build_student
     from edgeshrink.spaces.candidate import Candidate
-    from edgeshrink.spaces.pruned_state import load_pruned_state_dict
-    from edgeshrink.spaces.pruning import PruneContext, prune_model
+    from edgeshrink.spaces.pruning.methods import PruneContext, prune_model
+    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
     cand = Candidate.from_dict({
         "width_mult": 1.0, "temperature": 4.0, "alpha": 0.5, "sparsity": 0.5,

@@ -24,7 +24,7 @@ from torch.nn.utils import parametrize
 from torchvision.ops import Conv2dNormActivation, SqueezeExcitation
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.data import load_digits_splits
+from edgeshrink.evaluators.data.splits import load_digits_splits
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.evaluators.onnx_export import export_onnx
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
@@ -32,16 +32,16 @@ from edgeshrink.hardware_profiles import load_profile
 from edgeshrink.hardware_profiles.graph_layers import analyse_graph
 from edgeshrink.hardware_profiles.latency_model import predict_latency
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.fake_quant import (
+from edgeshrink.spaces.quantization.fake_quant import (
     ActivationFakeQuant,
     finish_qat,
     onnx_scope,
     prepare_qat,
     qat_bits,
 )
-from edgeshrink.spaces.fp16_simulation import HELPER_OPS
-from edgeshrink.spaces.precision_plan import QuantPlan, plan_for
-from edgeshrink.spaces.quantization import quantize, quantize_with_plan
+from edgeshrink.spaces.quantization.fp16 import HELPER_OPS
+from edgeshrink.spaces.quantization.onnx_qdq import quantize, quantize_with_plan
+from edgeshrink.spaces.quantization.plan import QuantPlan, plan_for
 
 QDQ = {"QuantizeLinear", "DequantizeLinear"}
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.builtin_teacher import Teacher
 from edgeshrink.evaluators.supernet import (
     SuperNet,
     SupernetSettings,
@@ -19,6 +18,7 @@ from edgeshrink.evaluators.supernet import (
     sample_subnet,
     train_supernet,
 )
+from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.candidate import Candidate, parse_arch
@@ -209,7 +209,7 @@ def test_inherit_weights_copies_not_shares():
 
 
 def _random_data():
-    from edgeshrink.evaluators.data import DataSplits, Split
+    from edgeshrink.evaluators.data.splits import DataSplits, Split
 
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randn(64, 1, 16, 16, generator=g), torch.randint(0, 10, (64,),

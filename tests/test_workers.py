@@ -75,8 +75,8 @@ def test_dead_owner_is_failed_and_retried_exactly_once(tmp_path):
 def test_concurrent_first_starts_train_the_teacher_once(tmp_path):
     script = textwrap.dedent(f"""
         from pathlib import Path
-        from edgeshrink.evaluators.data import load_digits_splits
-        from edgeshrink.evaluators.builtin_teacher import load_or_train_teacher
+        from edgeshrink.evaluators.data.splits import load_digits_splits
+        from edgeshrink.evaluators.teacher.builtin import load_or_train_teacher
         from edgeshrink.search.workers import preparation_lock
         run = Path({str(tmp_path / "run")!r})
         data = load_digits_splits(16)

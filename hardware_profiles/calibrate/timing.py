@@ -31,8 +31,8 @@ from edgeshrink.hardware_profiles.registry import (
 def _int8(model_path: Path, out: Path, shape: list[int], variant: str = "int8",
           plan: tuple[str, dict[str, str], bool] | None = None) -> None:
     # Reuses the search's own quantizer, so calibration times what the search exports.
-    from edgeshrink.spaces.precision_plan import QuantPlan
-    from edgeshrink.spaces.quantization import quantize_with_plan
+    from edgeshrink.spaces.quantization.onnx_qdq import quantize_with_plan
+    from edgeshrink.spaces.quantization.plan import QuantPlan
 
     default, prefixes, symmetric = plan or INT8_VARIANTS[variant]
     rng = np.random.default_rng(0)

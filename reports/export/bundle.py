@@ -88,11 +88,11 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     import torch
 
     from edgeshrink.evaluators.build import BuildConfig
-    from edgeshrink.evaluators.datasets import load_data, spec_from_setup
+    from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
     from edgeshrink.evaluators.onnx_eval import onnx_predict
     from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.spaces.blocks import build_student
-    from edgeshrink.spaces.pruned_state import load_pruned_state_dict
+    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
     source = _artifact_dir(trial, run_dir)
     setup = _study_setup(study)

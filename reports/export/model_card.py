@@ -67,7 +67,7 @@ print(logits.argmax(axis=1))
 
 - `model.onnx`: the deployable model. `weights.pt`: the PyTorch state dict
   (`torch.load("weights.pt", weights_only=True)`), before quantization; after channel pruning
-  load it with `edgeshrink.spaces.pruned_state.load_pruned_state_dict(build_student(...), state)`.
+  load it with `edgeshrink.spaces.pruning.state.load_pruned_state_dict(build_student(...), state)`.
 - `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
 - `metrics.json`: all metrics, tool versions and where it came from.
 """

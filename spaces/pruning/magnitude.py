@@ -12,7 +12,7 @@ from typing import Any
 from torch import nn
 from torch.nn.utils import prune
 
-from edgeshrink.spaces.masks import masked_count, masked_weight, prunable_parameters
+from edgeshrink.spaces.pruning.masks import masked_count, masked_weight, prunable_parameters
 
 
 class MagnitudePruner:

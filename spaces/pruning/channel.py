@@ -26,7 +26,7 @@ from torch import nn
 from edgeshrink.core.errors import EdgeshrinkError
 
 if TYPE_CHECKING:
-    from edgeshrink.spaces.pruning import PruneContext
+    from edgeshrink.spaces.pruning.methods import PruneContext
 
 
 def _tp() -> Any:

@@ -21,9 +21,9 @@ import torch.nn.functional as F
 
 from edgeshrink.core.atomic import atomic_path, compute_once
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators import image_readers as readers
-from edgeshrink.evaluators.data import DataSplits, Split, load_digits_splits
-from edgeshrink.evaluators.image_readers import RawImages
+from edgeshrink.evaluators.data import readers
+from edgeshrink.evaluators.data.readers import RawImages
+from edgeshrink.evaluators.data.splits import DataSplits, Split, load_digits_splits
 
 CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 DEFAULT_DATA_DIR = "data"  # torchvision's customary root, relative to the working directory

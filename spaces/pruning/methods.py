@@ -4,7 +4,7 @@ Methods (``Candidate.pruning``):
 
 - ``global_magnitude``: unstructured; one |w| threshold over all conv/linear weights.
 - ``layer_magnitude``: unstructured; the same fraction of every conv/linear layer.
-- ``channel``: structured; removes whole channels (see :mod:`.channel_pruning`), ranked by
+- ``channel``: structured; removes whole channels (see :mod:`.channel`), ranked by
   ``Candidate.importance`` (:data:`IMPORTANCES`). ``sparsity`` is the channel fraction removed.
 - ``semi_2_4``: 2:4 semi-structured (see :mod:`.semi_structured`); ``sparsity`` is ignored.
 
@@ -24,10 +24,10 @@ from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.vocabulary import IMPORTANCE_NAMES, PRUNING_NAMES
-from edgeshrink.spaces.channel_pruning import IMPORTANCES, ChannelImportance, ChannelPruner
-from edgeshrink.spaces.magnitude_pruning import MagnitudePruner, global_magnitude
-from edgeshrink.spaces.masks import make_permanent, prunable_parameters, weight_sparsity
-from edgeshrink.spaces.semi_structured import SemiStructuredPruner
+from edgeshrink.spaces.pruning.channel import IMPORTANCES, ChannelImportance, ChannelPruner
+from edgeshrink.spaces.pruning.magnitude import MagnitudePruner, global_magnitude
+from edgeshrink.spaces.pruning.masks import make_permanent, prunable_parameters, weight_sparsity
+from edgeshrink.spaces.pruning.semi_structured import SemiStructuredPruner
 
 __all__ = [
     "IMPORTANCES", "PRUNING_METHODS", "ChannelImportance", "PruneContext", "PruneReport",

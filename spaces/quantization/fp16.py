@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from edgeshrink.spaces.quant_graph import WEIGHTED_OPS, drop_unused_initializers
+from edgeshrink.spaces.quantization.graph import WEIGHTED_OPS, drop_unused_initializers
 
 # Nodes that are not layers of their own: they keep the precision of what they carry.
 HELPER_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Cast", "Constant", "Identity"})

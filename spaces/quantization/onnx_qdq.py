@@ -10,7 +10,7 @@
 - int4: the same with 4-bit weights (true INT4 initializers, opset 21), per-channel symmetric
   with scale max|w| / 7 (the grid ``fake_quant`` trains on; onnxruntime's own int4 scale is
   max|w| / 7.5, which clips the largest weight);
-- fp16: fp16 weights and fp16-rounded activations (see ``fp16_simulation``).
+- fp16: fp16 weights and fp16-rounded activations (see ``quantization.fp16``).
 
 The returned :class:`QuantReport` says which precisions run natively on this host and which are
 simulated (exact values, fp32 kernels); where anything is simulated, host timing is not the
@@ -31,14 +31,14 @@ import onnx
 from onnx import numpy_helper, version_converter
 
 from edgeshrink.core.vocabulary import PRECISIONS
-from edgeshrink.spaces.fp16_simulation import HELPER_OPS, simulate_fp16
-from edgeshrink.spaces.precision_plan import QuantPlan
-from edgeshrink.spaces.quant_graph import (
+from edgeshrink.spaces.quantization.fp16 import HELPER_OPS, simulate_fp16
+from edgeshrink.spaces.quantization.graph import (
     WEIGHTED_OPS,
     give_layers_own_weights,
     name_unnamed_nodes,
     scope_qdq_nodes,
 )
+from edgeshrink.spaces.quantization.plan import QuantPlan
 
 # How onnxruntime's CPU provider realises each precision on this host.
 REALISATION: dict[str, str] = {

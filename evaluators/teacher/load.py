@@ -25,8 +25,8 @@ from torch import nn
 
 from edgeshrink.core.atomic import atomic_path
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.builtin_teacher import Teacher, load_or_train_teacher
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
+from edgeshrink.evaluators.teacher.builtin import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.training import predict_logits
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile

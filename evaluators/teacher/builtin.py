@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from edgeshrink.core.atomic import atomic_path, atomic_write_text
-from edgeshrink.evaluators.data import DataSplits
+from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
 
 TEACHER_EPOCHS = 15

@@ -20,7 +20,7 @@ import numpy as np
 from edgeshrink.core.errors import EdgeshrinkError
 
 if TYPE_CHECKING:
-    from edgeshrink.evaluators.datasets import DataSpec
+    from edgeshrink.evaluators.data.sources import DataSpec
 
 SPLITS = ("train", "val", "test")
 SPLIT_SEED = 0  # fixed, independent of --seed, so every study on the same data sees one split

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from edgeshrink.spaces.masks import masked_weight
+from edgeshrink.spaces.pruning.masks import masked_weight
 
 GROUP = 4
 ZEROS = 2

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from edgeshrink.spaces.bn_folding import fold_batchnorm
-from edgeshrink.spaces.precision_plan import WEIGHT_QMAX, QuantPlan
+from edgeshrink.spaces.quantization.plan import WEIGHT_QMAX, QuantPlan
 
 QUANTIZABLE = (nn.Conv2d, nn.Conv1d, nn.Linear)
 # Activations onnxruntime folds into the quantized output range of the layer before them.
