@@ -6,7 +6,7 @@ how much time does it save? Measured on the enumerated reduced space against its
    quantized, exported and scored on digits; ``raspberry-pi-4`` predicted latency, exact). Keys
    written by an older candidate schema are mapped through ``Candidate.from_dict``; a missing
    cache is computed by sampler_replay's own code (about 10 minutes more).
-2. The supernet of that space is trained (sandwich rule, ``evaluators/supernet.py``) and cached
+2. The supernet of that space is trained (sandwich rule, ``evaluators/supernet/``) and cached
    in ``runs/supernet_rank/supernet``.
 3. Every candidate is evaluated by the real pipeline (distil, prune, export, quantize, measure
    the exported file) with its student inheriting the supernet's weights and recalibrated

@@ -18,13 +18,8 @@ from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
-from edgeshrink.evaluators.teacher.load import (
-    describe_teacher,
-    load_teacher,
-    parse_teacher,
-    reference_text,
-    teacher_reference,
-)
+from edgeshrink.evaluators.teacher.load import describe_teacher, load_teacher, parse_teacher
+from edgeshrink.evaluators.teacher.reference import reference_text, teacher_reference
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.measure import prepare_gauge
@@ -73,7 +68,7 @@ class SearchOptions:
     early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
     train_threads: int | None = None  # torch threads per trial; None keeps torch's default
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
-    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
+    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet/)
     channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
 
 

@@ -15,13 +15,13 @@ from edgeshrink.evaluators.supernet import (
     fit_supernet,
     inherit_weights,
     prepare_inherited,
-    sample_subnet,
     train_supernet,
 )
 from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.candidate import Candidate, parse_arch
+from edgeshrink.spaces.enumerate import sample_subnet
 from edgeshrink.spaces.space import parse_space
 
 
