@@ -34,50 +34,23 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
+from edgeshrink.hardware_profiles.onnx_ops import (
+    BYTES_PER_ELEMENT,
+    CLASS_OF_OP,
+    FP16_TYPES,
+    FREE_OPS,
+    FUSABLE_ACTIVATIONS,
+    INT4_TYPES,
+    INT8_KERNEL_INPUTS,
+    INT8_TYPES,
+    LAYOUT_OPS,
+    NCHWC_DOMAIN,
+    QDQ_FOLDED_ACTIVATIONS,
+    QDQ_OPS,
+    RUNTIME_WEIGHTS,
+    WEIGHT_INPUT,
+)
 from edgeshrink.hardware_profiles.registry import FUSIONS
-
-# Registry: ONNX op type -> operator class. Conv is refined by its shape (see _conv_class).
-OP_CLASSES: dict[str, str] = {
-    "Conv": "conv", "ConvInteger": "conv", "QLinearConv": "conv",
-    "Gemm": "matmul", "MatMul": "matmul", "MatMulInteger": "matmul", "QLinearMatMul": "matmul",
-    "Add": "elementwise", "Mul": "elementwise", "Sub": "elementwise", "Div": "elementwise",
-    "Relu": "elementwise", "Clip": "elementwise", "Sigmoid": "elementwise",
-    "HardSigmoid": "elementwise", "HardSwish": "elementwise", "LeakyRelu": "elementwise",
-    "BatchNormalization": "elementwise", "QLinearAdd": "elementwise", "QLinearMul": "elementwise",
-    "GlobalAveragePool": "pooling", "AveragePool": "pooling", "MaxPool": "pooling",
-    "QLinearGlobalAveragePool": "pooling",
-    # onnxruntime's fused kernels (com.microsoft domain), seen in the ``onnxruntime`` reading.
-    "FusedConv": "conv", "FusedGemm": "matmul", "QGemm": "matmul",
-    "QLinearSigmoid": "elementwise", "QLinearLeakyRelu": "elementwise",
-    "QLinearAveragePool": "pooling",
-    # Layout changes, seen only in the ``onnxruntime_layout`` reading (elsewhere Transpose is free).
-    "Transpose": "elementwise", "ReorderInput": "elementwise", "ReorderOutput": "elementwise",
-}
-LAYOUT_OPS = frozenset({"Transpose", "ReorderInput", "ReorderOutput"})
-NCHWC_DOMAIN = "com.microsoft.nchwc"  # onnxruntime's blocked-channel float kernels
-# Which input holds the weights, by op type (the others read only activations).
-WEIGHT_INPUT = {"Conv": 1, "FusedConv": 1, "Gemm": 1, "FusedGemm": 1, "MatMul": 1,
-                "QLinearConv": 3, "QLinearMatMul": 3, "QGemm": 3}
-# onnxruntime's int8 kernels and the inputs that carry activations (the rest: scales, zeros).
-INT8_KERNEL_INPUTS = {"QLinearConv": (0,), "QLinearMatMul": (0,), "QGemm": (0,),
-                      "QLinearAdd": (0, 3), "QLinearMul": (0, 3),
-                      "QLinearGlobalAveragePool": (0,), "QLinearAveragePool": (0,),
-                      "QLinearSigmoid": (0,), "QLinearLeakyRelu": (0,)}
-QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
-RUNTIME_WEIGHTS = "dequantized at run time"  # weight_of's answer for an unfused Dequantize
-FREE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape", "Constant",
-                      "Identity", "Shape", "Squeeze", "Unsqueeze", "Transpose", "Gather",
-                      "Concat", "Cast"})
-FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
-                                 "Sigmoid"})
-# Int8 kernels clamp for free: their output range already cuts what ReLU / Clip would.
-# (HardSwish / HardSigmoid stay separate int8 kernels, as in TFLite and onnxruntime.)
-QDQ_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip"})
-BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
-_INT8_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
-_INT4_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4")
-               if hasattr(onnx.TensorProto, n)}
-_FP16_TYPES = {onnx.TensorProto.FLOAT16}
 
 
 @dataclass(frozen=True)
@@ -151,7 +124,7 @@ def _through_qdq(node: onnx.NodeProto | None, producer: dict) -> str | None:
     if q is None or q.op_type != "QuantizeLinear":
         return None
     src = producer.get(q.input[0])
-    return None if src is None else OP_CLASSES.get(src.op_type)
+    return None if src is None else CLASS_OF_OP.get(src.op_type)
 
 
 def _cast_to(node: onnx.NodeProto) -> int:
@@ -214,16 +187,16 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
         """Weights behind an input, following a DequantizeLinear; and their storage precision."""
         if name in inits:
             t = inits[name]
-            prec = "fp16" if t.data_type in _FP16_TYPES else "fp32"
+            prec = "fp16" if t.data_type in FP16_TYPES else "fp32"
             return numpy_helper.to_array(t), prec
         node = producer.get(name)
         if (node is not None and node.op_type == "Cast" and node.input[0] in inits
-                and inits[node.input[0]].data_type in _FP16_TYPES):
+                and inits[node.input[0]].data_type in FP16_TYPES):
             return numpy_helper.to_array(inits[node.input[0]]), "fp16"  # fp16, cast for the host
         if node is not None and node.op_type == "DequantizeLinear" and node.input[0] in inits:
             t = inits[node.input[0]]
-            prec = ("int4" if t.data_type in _INT4_TYPES
-                    else "int8" if t.data_type in _INT8_TYPES else "fp32")
+            prec = ("int4" if t.data_type in INT4_TYPES
+                    else "int8" if t.data_type in INT8_TYPES else "fp32")
             # onnxruntime left the Dequantize standing: a float kernel reads float weights.
             return numpy_helper.to_array(t), RUNTIME_WEIGHTS if runtime else prec
         return None, "fp32"
@@ -260,11 +233,11 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
                                 weight_density=1.0, is_2to4=False, output_elements=out,
                                 kernel=op if layout else ""))
             continue
-        if (op in FREE_OPS and not (layout and op in LAYOUT_OPS)) or op not in OP_CLASSES:
+        if (op in FREE_OPS and not (layout and op in LAYOUT_OPS)) or op not in CLASS_OF_OP:
             continue
         if op in FUSABLE_ACTIVATIONS and not layout:  # layout: onnxruntime fused what it could
             src = _behind_rounding(producer.get(node.input[0]), producer)
-            if src is not None and OP_CLASSES.get(src.op_type) in ("conv", "matmul"):
+            if src is not None and CLASS_OF_OP.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
             if (not runtime and op in QDQ_FOLDED_ACTIVATIONS
                     and _through_qdq(src, producer) in ("conv", "matmul")):
@@ -276,7 +249,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
         out_elems = elements.get(node.output[0], 0)
         macs, w_elems, density, two_four, runtime_weights = 0, 0, 1.0, False, False
         c_in = c_out = 0
-        op_class = OP_CLASSES[op]
+        op_class = CLASS_OF_OP[op]
         precision = activation_precision(node)
         if op in LAYOUT_OPS and int8_tensor(node.input[0]):
             precision = "int8"

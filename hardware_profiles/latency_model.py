@@ -20,8 +20,9 @@ from typing import Any
 import onnx
 
 from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
-from edgeshrink.hardware_profiles.graph_layers import BYTES_PER_ELEMENT, Layer, analyse_graph
+from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms
+from edgeshrink.hardware_profiles.onnx_ops import BYTES_PER_ELEMENT
 from edgeshrink.hardware_profiles.registry import Profile, ProfileError
 
 _2TO4_METADATA = 1.125  # 2:4 storage: half the values plus 2-bit indices per kept value

@@ -10,8 +10,8 @@ from typing import Any
 
 import pandas as pd
 
-from edgeshrink.evaluators.teacher.load import number_or_none as _number
-from edgeshrink.evaluators.teacher.load import reference_text
+from edgeshrink.evaluators.teacher.reference import number_or_none as _number
+from edgeshrink.evaluators.teacher.reference import reference_text
 
 REFERENCE_ATTR = "teacher"
 
