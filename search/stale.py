@@ -15,13 +15,12 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import optuna
+import psutil
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages._heartbeat import is_heartbeat_enabled
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 OWNER_ATTR = "worker"
@@ -32,6 +31,9 @@ MAX_RETRY = 1
 # apart) on a storage without heartbeat is declared dead after this long.
 OWNERLESS_GRACE_S = 120.0
 CONNECT_TIMEOUT_S = 10
+# Start times of two processes on one pid differ by at least a clock tick (Linux: 10 ms); the
+# same process read twice differs only by float rounding.
+SAME_START_S = 5e-4
 
 
 def rdb_storage(url: str) -> RDBStorage:
@@ -48,42 +50,39 @@ def rdb_storage(url: str) -> RDBStorage:
     )
 
 
-def _process_stat(pid: int) -> list[str] | None:
-    """Fields of /proc/<pid>/stat after the command name (state first); None off Linux."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return text.rsplit(")", 1)[1].split()
+def _started_after_boot(proc: psutil.Process) -> float:
+    """When the process started, in seconds after boot: tells a reused pid apart.
 
-
-def _start_time(pid: int) -> str | None:
-    stat = _process_stat(pid)
-    return stat[19] if stat else None  # field 22, starttime: tells a reused pid apart
+    Not ``create_time()`` alone: that is epoch time, which moves when the clock is stepped
+    (NTP, a resumed VM) and would make a live owner look like a stranger.
+    """
+    return round(proc.create_time() - psutil.boot_time(), 6)
 
 
 def owner_record(trial_number: int) -> dict[str, Any]:
     """Who runs this trial; the trial number guards against a record copied onto a retry."""
     pid = os.getpid()
     return {"trial": trial_number, "host": socket.gethostname(), "pid": pid,
-            "start": _start_time(pid)}
+            "started": _started_after_boot(psutil.Process(pid))}
 
 
 def owner_alive(owner: dict[str, Any]) -> bool | None:
     """Whether the owning process still runs; None when it is on another host (cannot tell)."""
     if owner.get("host") != socket.gethostname():
         return None
-    pid = int(owner["pid"])
+    # "started", not the "start" (clock ticks, a string) older versions wrote: an older worker
+    # then skips the check on this record rather than failing a live trial, and vice versa.
+    start = owner.get("started")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        proc = psutil.Process(int(owner["pid"]))
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return (not isinstance(start, int | float)
+                or abs(_started_after_boot(proc) - start) < SAME_START_S)
+    except psutil.NoSuchProcess:  # gone, or a zombie on platforms that raise for one
         return False
-    except PermissionError:
-        pass  # exists, belongs to another user
-    stat = _process_stat(pid)
-    if stat is None:
-        return True  # no /proc: the pid exists, assume it is the owner
-    return stat[0] != "Z" and (owner.get("start") is None or stat[19] == owner["start"])
+    except psutil.AccessDenied:
+        return True  # exists and belongs to another user: assume it is the owner
 
 
 @dataclass
@@ -116,6 +115,12 @@ def _stale_reason(trial: FrozenTrial, heartbeat: bool) -> str | None:
     return None
 
 
+def heartbeat_enabled(storage: BaseStorage) -> bool:
+    """Whether the storage beats (an RDB one with an interval), by its public getter."""
+    interval = getattr(storage, "get_heartbeat_interval", None)
+    return interval is not None and interval() is not None
+
+
 def retry_once(study: optuna.Study, trial: FrozenTrial) -> bool:
     """Enqueue the trial's parameters again unless it already is a retry; True if enqueued.
 
@@ -144,7 +149,7 @@ def fail_stale_trials(study: optuna.Study) -> list[int]:
     # Private, as in Optuna's own fail_stale_trials: there is no public call to fail
     # another process's trial.
     storage = study._storage
-    heartbeat = is_heartbeat_enabled(storage)
+    heartbeat = heartbeat_enabled(storage)
     optuna.storages.fail_stale_trials(study)  # heartbeat storages; retries via their callback
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

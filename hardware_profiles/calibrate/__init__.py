@@ -1,8 +1,9 @@
 """Fit a profile's roofline numbers to micro-benchmarks timed on the machine at hand.
 
 Copy edgeshrink to the device, run ``edgeshrink profile calibrate --out my-device.toml`` once,
-and search anywhere with ``--profile my-device.toml``. Only onnxruntime and numpy are needed
-here: the micro-benchmarks are built with ``onnx.helper`` and quantized with onnxruntime's tool.
+and search anywhere with ``--profile my-device.toml``. Only onnxruntime, onnx, numpy and the
+pure-Python tomli-w are needed here: the micro-benchmarks are built with ``onnx.helper`` and
+quantized with onnxruntime's tool.
 
 Each micro-benchmark is a chain of one operator (conv, depthwise, pointwise, linear,
 elementwise, pooling) at one size and precision, timed at chain lengths 1 and 4 so the per-layer

@@ -21,8 +21,11 @@ MAX_GMACS = 1e5  # above any edge device; caps a rate the fit left unbounded
 MAX_BANDWIDTH_GBPS = 1e3
 
 
+# Not scipy.optimize.nnls: calibrate runs on the device, which README promises needs only
+# numpy, onnx and onnxruntime (and tomli-w), and scipy is a large compiled wheel, often missing
+# for small ARM boards. tests/test_nnls.py checks this against scipy's on seeded problems.
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
-    """Non-negative least squares (Lawson-Hanson). Own code: the device may lack scipy."""
+    """Non-negative least squares (Lawson-Hanson), in numpy alone."""
     m, n = a.shape
     x = np.zeros(n)
     passive = np.zeros(n, dtype=bool)

@@ -1,9 +1,16 @@
-"""The fitted numbers as a schema-2 profile TOML, with the CPU they were timed on."""
+"""The fitted numbers as a schema-2 profile TOML, with the CPU they were timed on.
+
+The document is built as a dict and written by ``tomli_w``, so names, descriptions and CPU
+models with quotes, backslashes or non-ASCII characters stay valid TOML. TOML writers drop
+comments, so what the old per-table comments said leads the file as a header.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+from typing import Any
+
+import tomli_w
 
 from edgeshrink.core.vocabulary import PRECISIONS
 from edgeshrink.hardware_profiles.calibrate.catalogue import FUSION
@@ -14,18 +21,35 @@ from edgeshrink.hardware_profiles.registry import (
     PATH_FALLBACK,
 )
 
+SOURCE_FIT = ("[1] fitted to onnxruntime micro-benchmarks timed on the device (conv, depthwise, "
+              "pointwise, linear, elementwise, pooling in chains of 1 and 4 layers; blocks; small "
+              "networks and networks sampled from the search space)")
 
-def _cpu_lines(cpu: CpuInfo) -> list[str]:
-    return [f"cpu = {json.dumps(cpu.model)}", f"arch = {json.dumps(cpu.arch)}",
-            f"int8_features = {json.dumps(list(cpu.int8_features))}"]
+
+def _g(value: float) -> float:
+    """Six significant digits: what a profile needs, and readable."""
+    return float(f"{value:.6g}")
 
 
-def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
-                 gauge_ms: float | None, kernels: KernelFit | None = None) -> str:
-    """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it."""
-    precisions = sorted({p for _, p, _ in fit.gmacs}, key=PRECISIONS.index)
-    peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
-    base = "fp32" if "fp32" in peak else precisions[0]
+def _header(fit: Fit, samples: int, kernels: KernelFit | None,
+            paths: list[str]) -> list[str]:
+    lines = [
+        f"Calibrated by `edgeshrink profile calibrate` on {dt.date.today().isoformat()}: "
+        f"{samples} micro-benchmark timings,",
+        f"fitted with {fit.mape:.1%} mean absolute error on the micro-benchmarks themselves.",
+        *(f"[efficiency.{path}]: {PATH_NOTES[path]}." for path in paths),
+        "[layout]: channel block of the kernels, fitted; the runtime that was timed.",
+        "[calibrated_on]: the CPU these timings come from (hardware_profiles.cpu).",
+    ]
+    if kernels:
+        lines.append(f"[kernels]: cost per runtime kernel, fitted with {kernels.mape:.1%} mean "
+                     "absolute error; layer_us in us, the rest in ns per MAC / pixel / channel "
+                     "/ weight.")
+    return [f"# {line}" for line in lines]
+
+
+def _efficiency(fit: Fit, peak: dict[str, float], base: str) -> dict[str, Any]:
+    """Shares of the peak: base precision per class, its kernel paths, other precisions' own."""
 
     def share(c: str, p: str, path: str = "aligned") -> float | None:
         v = fit.gmacs.get((c, p, path))
@@ -34,73 +58,67 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
     def chained(c: str, p: str, path: str) -> float | None:
         return next((v for q in PATH_FALLBACK[path] if (v := share(c, p, q)) is not None), None)
 
-    lines = [
-        f"# Calibrated by `edgeshrink profile calibrate` on {dt.date.today().isoformat()}: "
-        f"{samples} micro-benchmark timings,",
-        f"# fitted with {fit.mape:.1%} mean absolute error on the micro-benchmarks themselves.",
-        "schema_version = 2",
-        f'name = "{name}"',
-        f'description = "{description}"',
-        f'kind = "{kind}"',
-        'latency_method = "predicted"',
-        "sources = [",
-        '  "[1] fitted to onnxruntime micro-benchmarks timed on the device (conv, depthwise, '
-        'pointwise, linear, elementwise, pooling in chains of 1 and 4 layers; blocks; small '
-        'networks and networks sampled from the search space)"'
-        + (f',\n  "[2] timings drift-corrected against the edgeshrink gauge ({gauge_ms:.4f} ms)"'
-           if gauge_ms else ""),
-        "]",
-        "",
-        "[compute]",
-        *(f"{p} = {peak[p]:.6g}" for p in precisions),
-        "",
-        "[memory]",
-        f"bandwidth_gbps = {fit.bandwidth_gbps:.6g}",
-        "",
-        "[overhead]",
-        f"per_layer_us = {fit.per_layer_us.get(base, 0.0):.6g}",
-        f"per_inference_us = "
-        f"{(kernels.per_inference_us if kernels else fit.per_inference_us):.6g}",
-        *(f"per_layer_us_{p} = {v:.6g}" for p, v in fit.per_layer_us.items() if p != base),
-        "",
-        "[efficiency]",
-    ]
     fallback = {c: share(c, base) for c in OP_CLASSES}
     known = [v for v in fallback.values() if v is not None]
     default = min(known) if known else 0.1
-    lines += [f"{c} = {(fallback[c] or default):.6g}" for c in OP_CLASSES]
+    table: dict[str, Any] = {c: _g(fallback[c] or default) for c in OP_CLASSES}
     base_paths = {path: {c: v for c in OP_CLASSES if (v := share(c, base, path)) is not None}
                   for path in ("unaligned", "generic")}
-    for path, shares in base_paths.items():
-        if shares:
-            lines += ["", f"[efficiency.{path}]  # {PATH_NOTES[path]}",
-                      *(f"{c} = {v:.6g}" for c, v in shares.items())]
-    for p in precisions:
+    table.update({path: {c: _g(v) for c, v in shares.items()}
+                  for path, shares in base_paths.items() if shares})
+    for p in peak:
         if p == base:
             continue
-        overrides = {c: share(c, p) for c in OP_CLASSES if share(c, p) is not None}
-        if overrides:
-            lines += ["", f"[efficiency.{p}]", *(f"{c} = {v:.6g}" for c, v in overrides.items())]
+        own: dict[str, Any] = {c: _g(v) for c in OP_CLASSES if (v := share(c, p)) is not None}
         for path, shares in base_paths.items():
             # Every class the base table lists for this path needs this precision's own value
             # (down its fallback chain where it has no data), or the base value would leak.
-            own = {c: v for c in OP_CLASSES
-                   if (v := share(c, p, path) if c not in shares else chained(c, p, path))
-                   is not None}
-            if own:
-                lines += ["", f"[efficiency.{p}.{path}]",
-                          *(f"{c} = {v:.6g}" for c, v in own.items())]
-    lines += ["", "[layout]  # channel block of the kernels, fitted; the runtime that was timed",
-              *(f"channel_block_{p} = {b}" for p, b in fit.channel_block.items()),
-              f'fusion = "{FUSION}"']
-    lines += ["", "[sparsity]", 'support = "none"']
-    lines += ["", "[calibrated_on]  # the CPU these timings come from (hardware_profiles.cpu)",
-              *_cpu_lines(host_cpu())]
+            values = {c: _g(v) for c in OP_CLASSES
+                      if (v := share(c, p, path) if c not in shares else chained(c, p, path))
+                      is not None}
+            if values:
+                own[path] = values
+        if own:
+            table[p] = own
+    return table
+
+
+def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
+                 gauge_ms: float | None, kernels: KernelFit | None = None,
+                 cpu: CpuInfo | None = None) -> str:
+    """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it.
+
+    ``cpu`` is the CPU the timings come from, this one unless given.
+    """
+    precisions = sorted({p for _, p, _ in fit.gmacs}, key=PRECISIONS.index)
+    peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
+    base = "fp32" if "fp32" in peak else precisions[0]
+    cpu = cpu or host_cpu()
+    sources = [SOURCE_FIT]
+    if gauge_ms:
+        sources.append(f"[2] timings drift-corrected against the edgeshrink gauge "
+                       f"({gauge_ms:.4f} ms)")
+    per_inference_us = kernels.per_inference_us if kernels else fit.per_inference_us
+    efficiency = _efficiency(fit, peak, base)
+    doc: dict[str, Any] = {
+        "schema_version": 2, "name": name, "description": description, "kind": kind,
+        "latency_method": "predicted", "sources": sources,
+        "compute": {p: _g(peak[p]) for p in precisions},
+        "memory": {"bandwidth_gbps": _g(fit.bandwidth_gbps)},
+        "overhead": {"per_layer_us": _g(fit.per_layer_us.get(base, 0.0)),
+                     "per_inference_us": _g(per_inference_us),
+                     **{f"per_layer_us_{p}": _g(v) for p, v in fit.per_layer_us.items()
+                        if p != base}},
+        "efficiency": efficiency,
+        "layout": {**{f"channel_block_{p}": b for p, b in fit.channel_block.items()},
+                   "fusion": FUSION},
+        "sparsity": {"support": "none"},
+        "calibrated_on": {"cpu": cpu.model, "arch": cpu.arch,
+                          "int8_features": list(cpu.int8_features)},
+    }
     if kernels:
-        lines += ["", f"[kernels]  # cost per runtime kernel, fitted with {kernels.mape:.1%} "
-                  "mean absolute error; layer_us in us, the rest in ns per MAC / pixel / channel "
-                  "/ weight",
-                  f"channel_vector = {kernels.vector}"]
-        lines += [f'"{key}" = {{ ' + ", ".join(f"{t} = {v:.6g}" for t, v in terms.items()) + " }"
-                  for key, terms in sorted(kernels.kernels.items())]
-    return "\n".join(lines) + "\n"
+        doc["kernels"] = {"channel_vector": kernels.vector, **{
+            key: {t: _g(v) for t, v in terms.items()}
+            for key, terms in sorted(kernels.kernels.items())}}
+    paths = [path for path in ("unaligned", "generic") if path in efficiency]
+    return "\n".join(_header(fit, samples, kernels, paths)) + "\n" + tomli_w.dumps(doc)
