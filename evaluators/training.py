@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.evaluators.settings import TrainSettings  # re-exported: callers import it here
 from edgeshrink.spaces.distillation import HintRegressor, distillation_loss, hint_loss
 
 
@@ -24,23 +25,6 @@ class Hint:
     targets: torch.Tensor  # [N, C, g, g], aligned with the training images
     weight: float
     layer: str = "blocks"  # the student's module whose output takes the hint
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Per-trial training budget. Batch 64 beat 256 on this 2-core CPU (measured)."""
-
-    epochs: int = 5
-    finetune_epochs: int = 1  # after each pruning step, and for quantization-aware training
-    prune_steps: int = 2  # iterative pruning: the target is reached in this many steps
-    batch_size: int = 64
-    lr: float = 0.01
-    weight_decay: float = 4e-5
-    calibration_samples: int = 128
-    # Channels-last (NHWC) is the layout oneDNN's CPU convolutions run natively; in NCHW every
-    # depthwise and pointwise conv pays reorders. Same arithmetic, faster epochs
-    # (benchmarks/training_layout.py).
-    channels_last: bool = True
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator):

@@ -5,10 +5,43 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
+
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.search.options import (
+    DEFAULTS,
+    SearchOptions,
+    check_build,
+    check_dashboard,
+    check_export,
+    check_study,
+    check_worker,
+    validate,
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments get one line and a pointer to --help, like every other error, not the
+    usage wall; every subparser is of this class too (``add_subparsers`` copies it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # A subcommand refuses what it does not know itself, so the line names the subcommand.
+        parsed, extra = super().parse_known_args(args, namespace)
+        if extra:
+            self.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed, extra
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(text.split(","))
 
 
 def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--study", default="digits", help="study name (default: digits)")
+    p.add_argument("--study", default=DEFAULTS["study"],
+                   help=f"study name (default: {DEFAULTS['study']})")
     p.add_argument("--run-dir", type=Path, default=None,
                    help="run directory holding the study journal, teacher and trial artifacts "
                         "(default: runs/<study>)")
@@ -18,47 +51,49 @@ def _study_args(p: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgeshrink",
         description="Find the best compressed model for an edge device.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("search", help="run (or resume) a compression search")
     _study_args(s)
-    s.add_argument("--trials", type=int, default=80, help="completed trials to reach (default 80)")
-    s.add_argument("--timeout", type=float, default=None, help="stop after this many seconds")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--sampler", default="gp", help="gp (default), tpe, nsga2 or random")
-    s.add_argument("--max-latency", type=float, default=None, metavar="MS",
-                   help="constraint: latency at most MS milliseconds")
-    s.add_argument("--min-accuracy", type=float, default=None, metavar="FRACTION",
-                   help="constraint: validation accuracy at least FRACTION (e.g. 0.95)")
-    s.add_argument("--profile", default="host", help="hardware profile name or .toml path")
-    s.add_argument("--dataset", default="digits",
-                   help="digits (default), mnist, fashion-mnist, cifar10 or imagefolder:PATH")
-    s.add_argument("--data-dir", type=Path, default=None,
-                   help="where torchvision data sets are (default: ./data)")
-    s.add_argument("--download", action="store_true",
-                   help="download a torchvision data set missing from --data-dir")
-    s.add_argument("--teacher", default=None, metavar="PATH",
-                   help="your trained model: TorchScript file, ONNX file or ARCH:WEIGHTS "
-                        "(torchvision architecture and state dict); default: train one")
-    s.add_argument("--space", type=Path, default=None, help="search-space YAML file")
-    s.add_argument("--epochs", type=int, default=5, help="distillation epochs per trial")
-    s.add_argument("--finetune-epochs", type=int, default=1, help="fine-tune epochs after pruning")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="worker processes on this machine, sharing the study (default 1)")
-    s.add_argument("--no-early-stop", action="store_true",
-                   help="train every trial to the end (default: abort hopeless ones early)")
-    s.add_argument("--objectives", default="accuracy,latency", metavar="LIST",
-                   help="comma list of accuracy, latency (both required), energy (profiles "
-                        "with energy figures), size (default: accuracy,latency)")
-    s.add_argument("--weight-sharing", action="store_true",
-                   help="train one supernet first; each trial inherits its weights instead of "
-                        "training from scratch (faster, ranks less faithfully: BENCHMARKS.md)")
+    def opt(flag: str, **kw: Any) -> None:  # the default is SearchOptions' field default
+        s.add_argument(flag, default=DEFAULTS[kw.get("dest") or flag[2:].replace("-", "_")], **kw)
+
+    opt("--trials", type=int, help="completed trials to reach (default %(default)s)")
+    opt("--timeout", type=float, help="stop after this many seconds")
+    opt("--seed", type=int, help="0 .. 2**32-1 (default %(default)s)")
+    opt("--sampler", help="gp, tpe, nsga2 or random (default %(default)s)")
+    opt("--max-latency", type=float, metavar="MS",
+        help="constraint: latency at most MS milliseconds")
+    opt("--min-accuracy", type=float, metavar="FRACTION",
+        help="constraint: validation accuracy at least FRACTION (e.g. 0.95)")
+    opt("--profile", help="hardware profile name or .toml path (default %(default)s)")
+    opt("--dataset", help="digits, mnist, fashion-mnist, cifar10 or imagefolder:PATH "
+                          "(default %(default)s)")
+    opt("--data-dir", type=Path, help="where torchvision data sets are (default: ./data)")
+    opt("--download", action="store_true",
+        help="download a torchvision data set missing from --data-dir")
+    opt("--teacher", metavar="PATH",
+        help="your trained model: TorchScript file, ONNX file or ARCH:WEIGHTS (torchvision "
+             "architecture and state dict); default: train one")
+    opt("--space", type=Path, help="search-space YAML file")
+    opt("--epochs", type=int, help="distillation epochs per trial (default %(default)s)")
+    opt("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default %(default)s)")
+    opt("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    opt("--jobs", type=int, metavar="N",
+        help="worker processes on this machine, sharing the study (default %(default)s)")
+    opt("--no-early-stop", dest="early_stop", action="store_false",
+        help="train every trial to the end (default: abort hopeless ones early)")
+    opt("--objectives", type=_comma_list, metavar="LIST",
+        help="comma list of accuracy, latency (both required), energy (profiles with energy "
+             f"figures), size (default: {','.join(DEFAULTS['objectives'])})")
+    opt("--weight-sharing", action="store_true",
+        help="train one supernet first; each trial inherits its weights instead of training "
+             "from scratch (faster, ranks less faithfully: BENCHMARKS.md)")
 
     w = sub.add_parser("worker", help="join a study started by `search`, from any machine")
     _study_args(w)
@@ -101,7 +136,7 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="seconds between re-reads of the study (default 3)")
 
     pr = sub.add_parser("profile", help="hardware profiles: list, show, predict, calibrate")
-    psub = pr.add_subparsers(dest="profile_command", required=True)
+    psub = pr.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
     psub.add_parser("list", help="built-in profiles")
     ps = psub.add_parser("show", help="a profile's numbers and their sources")
     ps.add_argument("name", help="profile name or .toml path")
@@ -119,24 +154,18 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _search(args: argparse.Namespace) -> None:
+    # Every field of SearchOptions that the parser has, under the same name: no second list.
+    opts = SearchOptions(**{k: getattr(args, k) for k in DEFAULTS if hasattr(args, k)})
+    validate(opts)  # before the heavy imports below: a bad option costs nothing
     from edgeshrink.reports.writer import search_and_report
-    from edgeshrink.search.runner import SearchOptions
 
-    search_and_report(SearchOptions(
-        study=args.study, run_dir=args.run_dir, storage=args.storage, trials=args.trials,
-        timeout=args.timeout, seed=args.seed, sampler=args.sampler,
-        max_latency=args.max_latency, min_accuracy=args.min_accuracy, profile=args.profile,
-        dataset=args.dataset, data_dir=args.data_dir, download=args.download,
-        teacher=args.teacher, space=args.space, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, progress=not args.no_progress, jobs=args.jobs,
-        early_stop=not args.no_early_stop, objectives=tuple(args.objectives.split(",")),
-        weight_sharing=args.weight_sharing,
-    ))
+    search_and_report(opts)
 
 
 def _worker(args: argparse.Namespace) -> None:
     import os
 
+    check_worker(args.study, args.run_dir, args.worker_index, args.space, args.profile)
     from edgeshrink.search.workers import STORAGE_ENV, run_worker
 
     # The URL may come from the environment, which keeps a password out of the process list.
@@ -147,15 +176,13 @@ def _worker(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from edgeshrink.reports.frame import pareto_frame
     from edgeshrink.reports.writer import write_report
-    from edgeshrink.search.study import default_run_dir, load_existing_study
+    from edgeshrink.search.study import load_existing_study, resolve_run_dir
 
-    run_dir = args.run_dir or default_run_dir(args.study)
+    run_dir = resolve_run_dir(args.study, args.run_dir)
     study = load_existing_study(args.study, run_dir, args.storage)
     try:
         paths = write_report(study, run_dir)
     except OSError as exc:
-        from edgeshrink.core.errors import EdgeshrinkError
-
         raise EdgeshrinkError(f"cannot write the report into {run_dir}: {exc.strerror}") from None
     front = pareto_frame(study)
     cols = [c for c in ("trial", "accuracy", "latency_ms", "energy_mj", "size_bytes", "precision",
@@ -166,10 +193,11 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
+    check_export(args.trial, args.max_latency, args.ladder, args.out)
     from edgeshrink.reports import export as ex
-    from edgeshrink.search.study import default_run_dir, load_existing_study
+    from edgeshrink.search.study import load_existing_study, resolve_run_dir
 
-    run_dir = args.run_dir or default_run_dir(args.study)
+    run_dir = resolve_run_dir(args.study, args.run_dir)
     study = load_existing_study(args.study, run_dir, args.storage)
     if args.ladder is not None:
         results = ex.export_ladder(study, args.ladder, args.out, run_dir=run_dir, force=args.force)
@@ -194,6 +222,7 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _build(args: argparse.Namespace) -> None:
+    check_build(args.config, args.out, args.teacher_dir)
     from edgeshrink.evaluators.build import build_from_config, load_build_config
     from edgeshrink.reports.export import staged_directory
 
@@ -214,6 +243,7 @@ def _build(args: argparse.Namespace) -> None:
 
 
 def _dashboard(args: argparse.Namespace) -> None:
+    check_dashboard(args.host, args.port, args.export_dir, args.refresh)
     from edgeshrink.reports.dashboard import serve
 
     serve(args.study, args.run_dir, args.storage, args.export_dir, host=args.host,
@@ -238,10 +268,13 @@ COMMANDS = {"profile": _profile, "search": _search, "report": _report, "export":
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
-    from edgeshrink.core.errors import EdgeshrinkError
-
     try:
+        args = _build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a bad argument already reported in one line
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        if hasattr(args, "study"):  # every study command: the name and --run-dir, up front
+            check_study(args.study, args.run_dir)
         COMMANDS[args.command](args)
     except EdgeshrinkError as exc:
         if args.debug:

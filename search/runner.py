@@ -8,14 +8,13 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
+from edgeshrink.core.metrics import parse_objectives
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
 from edgeshrink.evaluators.teacher.load import describe_teacher, load_teacher, parse_teacher
@@ -26,9 +25,10 @@ from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import Profile, load_profile
 from edgeshrink.search.early_stop import EarlyStopRule
 from edgeshrink.search.objective_values import check_available
+from edgeshrink.search.options import SearchOptions, validate  # SearchOptions: re-exported
 from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.stale import fail_stale_trials
-from edgeshrink.search.study import create_or_resume_study, default_run_dir, mask_url
+from edgeshrink.search.study import create_or_resume_study, mask_url, resolve_run_dir
 from edgeshrink.search.trial import Objective
 from edgeshrink.search.workers import (
     DONE_STATES,
@@ -40,54 +40,6 @@ from edgeshrink.search.workers import (
     worker_seed,
 )
 from edgeshrink.spaces.space import load_space
-
-
-@dataclass
-class SearchOptions:
-    study: str = "digits"
-    run_dir: Path | None = None
-    storage: str | None = None
-    trials: int = 80
-    timeout: float | None = None
-    seed: int = 0
-    sampler: str = "gp"  # won the sampler benchmark (BENCHMARKS.md)
-    max_latency: float | None = None
-    min_accuracy: float | None = None
-    profile: str = "host"
-    dataset: str = "digits"
-    data_dir: Path | None = None  # root of torchvision data sets (mnist, cifar10, ...)
-    download: bool = False  # fetch a torchvision data set that is not in data_dir
-    teacher: str | None = None  # TorchScript, ONNX or ARCH:WEIGHTS; None trains one
-    space: Path | None = None
-    epochs: int = TrainSettings.epochs
-    finetune_epochs: int = TrainSettings.finetune_epochs
-    report: bool = True  # read by reports.writer.search_and_report
-    progress: bool = True
-    jobs: int = 1  # worker processes on this machine, this one included
-    worker: int | None = None  # set for an `edgeshrink worker` joining the study
-    early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
-    train_threads: int | None = None  # torch threads per trial; None keeps torch's default
-    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
-    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet/)
-    channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
-
-
-def validate(opts: SearchOptions) -> None:
-    if opts.trials < 1:
-        raise EdgeshrinkError(f"--trials must be at least 1, got {opts.trials}")
-    if opts.jobs < 1:
-        raise EdgeshrinkError(f"--jobs must be at least 1 worker process, got {opts.jobs}")
-    if opts.timeout is not None and opts.timeout <= 0:
-        raise EdgeshrinkError(f"--timeout must be positive seconds, got {opts.timeout}")
-    if opts.epochs < 1 or opts.finetune_epochs < 0:
-        raise EdgeshrinkError("--epochs must be >= 1 and --finetune-epochs >= 0")
-    if opts.max_latency is not None and opts.max_latency <= 0:
-        raise EdgeshrinkError(
-            f"--max-latency must be positive milliseconds, got {opts.max_latency}"
-        )
-    if opts.min_accuracy is not None and not 0 <= opts.min_accuracy <= 1:
-        raise EdgeshrinkError(f"--min-accuracy is a fraction in [0, 1], got {opts.min_accuracy}")
-    parse_objectives(opts.objectives)
 
 
 def _check_same_setup(study: optuna.Study, setup: dict) -> None:
@@ -130,7 +82,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     validate(opts)
     optuna.logging.set_verbosity(logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    run_dir = opts.run_dir or default_run_dir(opts.study)
+    run_dir = resolve_run_dir(opts.study, opts.run_dir)
     space = load_space(opts.space)
     profile = load_profile(opts.profile)
     objectives = parse_objectives(opts.objectives)

@@ -13,13 +13,21 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, directions, metric_keys
 from edgeshrink.search.objective_values import study_objectives
+from edgeshrink.search.options import check_study
 from edgeshrink.search.stale import rdb_storage
 
 JOURNAL_FILE = "study.journal"
 
 
 def default_run_dir(study_name: str) -> Path:
+    """``runs/<study>``: the one place that derives a study's default run directory."""
+    check_study(study_name, None)
     return Path("runs") / study_name
+
+
+def resolve_run_dir(study_name: str, run_dir: Path | str | None) -> Path:
+    """``--run-dir`` when given, else the study's default run directory."""
+    return Path(run_dir) if run_dir is not None else default_run_dir(study_name)
 
 
 def mask_url(url: str) -> str:

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import optuna
@@ -27,10 +27,8 @@ from filelock import FileLock, Timeout
 from optuna.trial import TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.search.options import SearchOptions, check_worker
 from edgeshrink.search.stale import OwnedObjective, fail_stale_trials
-
-if TYPE_CHECKING:
-    from edgeshrink.search.runner import SearchOptions
 
 DONE_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 OPTIONS_ATTR = "search_options"  # the search's options, read by workers that join it
@@ -48,7 +46,7 @@ def worker_seed(base: int, index: int, already: int) -> int:
     mix all three numbers, so no two workers and no resume draw the same stream.
     """
     if index == 0:
-        return base + already
+        return (base + already) % 2**32  # a resumed study past seed 2**32 - 1 wraps around
     state = np.random.SeedSequence([base % 2**32, index, already]).generate_state(1)
     return int(state[0])
 
@@ -171,12 +169,10 @@ def run_worker(study_name: str, run_dir: Path | None, storage_url: str | None,
     ``overrides`` (``space``, ``profile``) replace file paths that differ on this machine; the
     study still refuses a space or profile other than the one it started with.
     """
-    from edgeshrink.search.study import default_run_dir, load_existing_study
+    from edgeshrink.search.study import load_existing_study, resolve_run_dir
 
-    if index is not None and index < 1:
-        raise EdgeshrinkError(f"--worker-index must be at least 1 (0 is the search process), "
-                              f"got {index}")
-    run_dir = run_dir or default_run_dir(study_name)
+    check_worker(study_name, run_dir, index, overrides.get("space"), overrides.get("profile"))
+    run_dir = resolve_run_dir(study_name, run_dir)
     study = load_existing_study(study_name, run_dir, storage_url)
     stored = study.user_attrs.get(OPTIONS_ATTR)
     if not stored:
@@ -185,7 +181,7 @@ def run_worker(study_name: str, run_dir: Path | None, storage_url: str | None,
     if index is None:
         index = 1 + secrets.randbelow(2**31 - 2)
         print(f"worker index {index} (pass --worker-index to fix this worker's seed)")
-    from edgeshrink.search.runner import SearchOptions, run_search  # torch: only when needed
+    from edgeshrink.search.runner import run_search  # torch: only when needed
 
     known = {f.name for f in dataclasses.fields(SearchOptions)}
     options = {k: v for k, v in stored.items() if k in known}

@@ -117,6 +117,14 @@ def _one_line_error(result, message):
     return lines[0]
 
 
+def _free_port(_tmp_path):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def _bad_profile(tmp_path):
     from importlib import resources
 
@@ -151,7 +159,7 @@ def _bad_precision_space(tmp_path):
         (["report", "--study", "ghost"], "no study named 'ghost'"),
         (["export", "--study", "ghost", "--trial", "0", "--out", "OUT"],
          "no study named 'ghost'"),
-        (["dashboard", "--study", "ghost", "--port", "0"], "no study named 'ghost'"),
+        (["dashboard", "--study", "ghost", "--port", _free_port], "no study named 'ghost'"),
         (["export", "--study", "done", "--trial", "7", "--out", "OUT"],
          "has no trial 7 (trials are 0..2)"),
         (["export", "--study", "done", "--trial", "2", "--out", "OUT"],

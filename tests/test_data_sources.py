@@ -24,7 +24,7 @@ from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.build import load_build_config
-from edgeshrink.evaluators.data import readers
+from edgeshrink.evaluators.data import readers, torchvision_files
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
@@ -281,7 +281,7 @@ def test_mnist_files_are_read_as_torchvision_reads_them(tmp_path):
     x, y, xt, yt = make_mnist(tmp_path)
     tv = torchvision.datasets.MNIST(str(tmp_path), train=True)
     assert np.array_equal(tv.data.numpy(), x[..., 0])  # the generated files are real MNIST
-    raw = readers.MNIST.read(DataSpec.parse("mnist", tmp_path), 16)
+    raw = torchvision_files.MNIST.read(DataSpec.parse("mnist", tmp_path), 16)
     assert np.array_equal(raw.splits["test"][0][:, 0], xt[..., 0])
     assert np.array_equal(raw.splits["test"][1], yt)
     train_x, val_x = raw.splits["train"][0], raw.splits["val"][0]
@@ -297,7 +297,7 @@ def test_mnist_files_are_read_as_torchvision_reads_them(tmp_path):
 
 def test_cifar_batches_keep_channel_order_and_refuse_foreign_pickles(tmp_path):
     x, y, xt, yt = make_cifar(tmp_path)
-    raw = readers.CIFAR10.read(DataSpec.parse("cifar10", tmp_path), 16)
+    raw = torchvision_files.CIFAR10.read(DataSpec.parse("cifar10", tmp_path), 16)
     assert np.array_equal(raw.splits["test"][0], xt.transpose(0, 3, 1, 2))
     assert raw.classes == ("airplane", "automobile", "bird")
     data = load_data(DataSpec.parse("cifar10", tmp_path), 8)

@@ -1,19 +1,20 @@
-"""Readers for images on disk, in the layouts torchvision uses; each returns uint8 arrays.
+"""Images on disk as uint8 arrays: the shared types and split helpers, and the ImageFolder reader.
 
 A reader lists the files it depends on (the cache key) and decodes them into train,
 validation and test arrays of shape N x C x H x W. Validation (and test, where the source has
 none) is carved from the training images by a seeded stratified split, so it never changes.
+Data that cannot train a classifier (one class, or a class absent from a split) is refused here,
+before anything is decoded or trained. torchvision's own files are read by
+:mod:`torchvision_files`.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -42,9 +43,12 @@ class Reader(Protocol):
     def read(self, spec: DataSpec, resolution: int) -> RawImages: ...
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------- splits
 
 
 def stratified_split(labels: np.ndarray, fractions: tuple[float, ...],
@@ -58,182 +62,80 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...],
     parts: list[list[np.ndarray]] = [[] for _ in range(len(fractions) + 1)]
     for c in np.unique(labels):
         idx = rng.permutation(np.flatnonzero(labels == c))
-        cuts = np.round(np.cumsum(fractions) * len(idx)).astype(int)
-        for part, chunk in zip(parts, np.split(idx, cuts), strict=True):
+        for part, chunk in zip(parts, np.split(idx, _cuts(len(idx), fractions)), strict=True):
             part.append(chunk)
     return [np.sort(np.concatenate(p)) for p in parts]
 
 
-def _take(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _cuts(n: int, fractions: tuple[float, ...]) -> np.ndarray:
+    return np.round(np.cumsum(fractions) * n).astype(int)
+
+
+def smallest_class(fractions: tuple[float, ...]) -> int:
+    """The fewest images a class needs for :func:`stratified_split` to put one in every part."""
+    return next(n for n in range(1, 1000)
+                if np.diff(np.concatenate([[0], _cuts(n, fractions), [n]])).min() > 0)
+
+
+def take(x: np.ndarray, y: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[idx], y[idx]
 
 
-def _checked(raw: RawImages, where: str) -> RawImages:
+def check_trainable(raw: RawImages, where: str,
+                    carved: dict[str, int] | None = None) -> RawImages:
+    """Refuse data that cannot train and score a classifier, in one line naming ``where``.
+
+    A classifier needs two classes, and every class in every split: the search trains on
+    train and ranks on val, so a class missing there is never learnt or never scored.
+    ``carved`` maps the splits carved by :func:`stratified_split` to the images a class needs.
+    """
+    classes = raw.classes
+    if len(classes) < 2:
+        raise EdgeshrinkError(f"{where}: {len(classes)} class ({', '.join(classes) or 'none'});"
+                              " a classifier needs at least 2 classes")
+    counts = {p: np.bincount(y, minlength=len(classes)) for p, (_, y) in raw.splits.items()}
+    totals = sum(counts.values())
     for part in SPLITS:
-        if len(raw.splits[part][1]) == 0:
-            raise EdgeshrinkError(
-                f"{where}: too few images to hold out a {part} split; add images (a few per class)"
-            )
+        for c in np.flatnonzero(counts[part][: len(classes)] == 0):
+            name = classes[c]
+            fix = (f"give every class at least {carved[part]} images so the seeded split puts "
+                   f"some in {part}" if carved and part in carved
+                   else f"add images of class {name!r} to the {part} split")
+            raise EdgeshrinkError(f"{where}: class {name!r} has no images in the {part} split "
+                                  f"({totals[c]} in all); {fix}")
     return raw
 
 
-def _with_val(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-              classes: tuple[str, ...], where: str) -> RawImages:
-    """Official train/test sets: validation is a seeded stratified share of train."""
-    keep, val = stratified_split(train[1], (1.0 - VAL_SHARE,))
-    splits = {"train": _take(*train, keep), "val": _take(*train, val), "test": test}
-    return _checked(RawImages(splits, classes), where)
+def _carving(missing: list[str]) -> tuple[float, ...]:
+    """Fractions of the training images kept for train, then each missing split."""
+    return (0.6, 0.2) if len(missing) == 2 else (1.0 - VAL_SHARE,)
 
 
-def _class_names(names: list[str], labels: list[np.ndarray]) -> tuple[str, ...]:
-    """As many classes as the labels use: a data set with labels 0..2 has three."""
-    count = int(max(int(y.max()) for y in labels if len(y)) + 1)
-    return tuple(names[i] if i < len(names) else str(i) for i in range(count))
-
-
-def _download(fetch: Callable[[], Any], what: str, root: str) -> None:
-    try:
-        fetch()
-    except Exception as exc:  # noqa: BLE001 - network and archive errors become one line
-        raise EdgeshrinkError(f"cannot download {what} into {root}: {_first_line(exc)}") from None
-
-
-# ---------------------------------------------------------------- MNIST and Fashion-MNIST
-
-
-@dataclass(frozen=True)
-class IdxReader:
-    """torchvision's MNIST layout: ``DATA_DIR/<Name>/raw/*-idx?-ubyte``."""
-
-    dataset: str  # torchvision.datasets class name, also the folder name
-    resizes: bool = False
-    names: tuple[str, ...] = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-    def _cls(self) -> Any:
-        import torchvision.datasets
-
-        return getattr(torchvision.datasets, self.dataset)
-
-    def files(self, spec: DataSpec) -> list[Path]:
-        root = str(spec.data_dir)
-        raw = Path(root) / self.dataset / "raw"
-        if spec.download:
-            _download(lambda: self._cls()(root, train=True, download=True), self.dataset, root)
-        missing = [n for n in self.names if not (raw / n).is_file()]
-        if missing:
-            raise EdgeshrinkError(
-                f"{self.dataset} not found: {raw / missing[0]} is missing; pass --download to "
-                f"fetch it, or --data-dir DIR where DIR/{self.dataset}/raw holds it"
-            )
-        return [raw / n for n in self.names]
-
-    def read(self, spec: DataSpec, resolution: int) -> RawImages:
-        where = str(Path(str(spec.data_dir)) / self.dataset / "raw")
-        parts = []
-        for train in (True, False):
-            try:
-                ds = self._cls()(str(spec.data_dir), train=train, download=False)
-                x, y = ds.data.numpy(), ds.targets.numpy().astype(np.int64)
-            except Exception as exc:  # noqa: BLE001 - a damaged file, whatever torchvision says
-                raise EdgeshrinkError(f"cannot read {self.dataset} in {where}: "
-                                      f"{_first_line(exc)}") from None
-            if x.ndim != 3 or len(x) != len(y) or len(y) == 0 or y.min() < 0:
-                raise EdgeshrinkError(f"cannot read {self.dataset} in {where}: images "
-                                      f"{tuple(x.shape)} do not match labels {tuple(y.shape)}")
-            parts.append((x[:, None].astype(np.uint8), y))
-        classes = _class_names(list(self._cls().classes), [p[1] for p in parts])
-        return _with_val(parts[0], parts[1], classes, where)
-
-
-# ---------------------------------------------------------------- CIFAR-10
-
-
-class _ArraysOnly(pickle.Unpickler):
-    """CIFAR batches are pickles; allow the few numpy globals they need and nothing else."""
-
-    ALLOWED = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
-    })
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-
-
-def _unpickle(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            entry = _ArraysOnly(fh, encoding="latin1").load()
-    except Exception as exc:  # noqa: BLE001 - truncated, foreign or hostile files alike
-        raise EdgeshrinkError(f"cannot read CIFAR batch {path}: {_first_line(exc)}") from None
-    if not isinstance(entry, dict):
-        raise EdgeshrinkError(f"cannot read CIFAR batch {path}: not a dictionary")
-    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in entry.items()}
-
-
-@dataclass(frozen=True)
-class CifarReader:
-    """torchvision's CIFAR-10 layout: ``DATA_DIR/cifar-10-batches-py/data_batch_1..5, test_batch``.
-
-    Read here rather than by torchvision, whose md5 check rejects anything but the original files.
-    """
-
-    resizes: bool = False
-    folder: str = "cifar-10-batches-py"
-    train: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
-    test: tuple[str, ...] = ("test_batch",)
-
-    def files(self, spec: DataSpec) -> list[Path]:
-        root = str(spec.data_dir)
-        base = Path(root) / self.folder
-        if spec.download:
-            import torchvision.datasets
-
-            _download(lambda: torchvision.datasets.CIFAR10(root, download=True), "CIFAR-10", root)
-        missing = [n for n in (*self.train, *self.test) if not (base / n).is_file()]
-        if missing:
-            raise EdgeshrinkError(
-                f"CIFAR-10 not found: {base / missing[0]} is missing; pass --download to fetch "
-                f"it, or --data-dir DIR where DIR/{self.folder} holds it"
-            )
-        return [base / n for n in (*self.train, *self.test)]
-
-    def _batches(self, base: Path, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for name in names:
-            entry = _unpickle(base / name)
-            try:
-                x = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-                y = np.asarray(entry["labels"], dtype=np.int64)
-            except (KeyError, ValueError) as exc:
-                raise EdgeshrinkError(f"cannot read CIFAR batch {base / name}: expected 'data' "
-                                      f"rows of 3072 pixels and 'labels' ({exc})") from None
-            if len(x) != len(y) or (len(y) and y.min() < 0):
-                raise EdgeshrinkError(f"cannot read CIFAR batch {base / name}: "
-                                      f"{len(x)} images but {len(y)} labels")
-            xs.append(x)
-            ys.append(y)
-        return np.concatenate(xs), np.concatenate(ys)
-
-    def read(self, spec: DataSpec, resolution: int) -> RawImages:
-        base = Path(str(spec.data_dir)) / self.folder
-        train, test = self._batches(base, self.train), self._batches(base, self.test)
-        meta = base / "batches.meta"
-        names = list(_unpickle(meta).get("label_names", [])) if meta.is_file() else []
-        return _with_val(train, test, _class_names(names, [train[1], test[1]]), str(base))
+def assign_splits(arrays: dict[str, tuple[np.ndarray, np.ndarray]]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Use the train/val/test folders given; carve what is missing from the training images."""
+    base = arrays["train"] if "train" in arrays else arrays["all"]
+    missing = [p for p in ("val", "test") if p not in arrays]
+    if not missing:
+        return {p: arrays[p] for p in SPLITS}
+    idx = stratified_split(base[1], _carving(missing))
+    out = {p: arrays[p] for p in SPLITS if p in arrays and p != "train"}
+    out["train"] = take(*base, idx[0])
+    for part, chunk in zip(missing, idx[1:], strict=True):
+        out[part] = take(*base, chunk)
+    return {p: out[p] for p in SPLITS}
 
 
 # ---------------------------------------------------------------- ImageFolder
 
 
+def _unlistable(exc: OSError) -> None:
+    raise EdgeshrinkError(f"cannot list {exc.filename}: {exc.strerror}")
+
+
 def _images_in(folder: Path) -> list[Path]:
     found = []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_unlistable, followlinks=True):
         dirnames.sort()
         found += [Path(dirpath) / f for f in sorted(filenames)
                   if f.lower().endswith(IMAGE_SUFFIXES) and not f.startswith(".")]
@@ -241,7 +143,25 @@ def _images_in(folder: Path) -> list[Path]:
 
 
 def _scan(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]]]:
-    """Classes and (file, label) per part: ``train``/``val``/``test`` if present, else ``all``."""
+    """Classes and (file, label) per part: ``train``/``val``/``test`` if present, else ``all``.
+
+    The split is checked here, from the labels alone, so unusable data is refused before any
+    image is decoded or anything is written to the cache.
+    """
+    try:
+        classes, layout = _list(root)
+    except OSError as exc:
+        raise EdgeshrinkError(f"cannot list {exc.filename or root}: {exc.strerror}") from None
+    labels = {p: np.array([label for _, label in items], dtype=np.int64)
+              for p, items in layout.items()}
+    missing = [p for p in ("val", "test") if p not in layout]
+    carved = dict.fromkeys(["train", *missing], smallest_class(_carving(missing)))
+    check_trainable(RawImages(assign_splits({p: (y, y) for p, y in labels.items()}), classes),
+                    f"image folder {root}", carved if missing else None)
+    return classes, layout
+
+
+def _list(root: Path) -> tuple[tuple[str, ...], dict[str, list[tuple[Path, int]]]]:
     if not root.exists():
         raise EdgeshrinkError(f"image folder not found: {root}")
     if not root.is_dir():
@@ -281,7 +201,7 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
             rgb = img.convert("RGB").resize((resolution, resolution), Image.Resampling.BILINEAR)
             return np.asarray(rgb, dtype=np.uint8)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise EdgeshrinkError(f"cannot read image {path}: {_first_line(exc)}") from None
+        raise EdgeshrinkError(f"cannot read image {path}: {first_line(exc)}") from None
 
 
 @dataclass(frozen=True)
@@ -312,26 +232,7 @@ class FolderReader:
             y = np.array([label for _, label in items], dtype=np.int64)
             arrays[part] = (x[start : start + len(items)], y)
             start += len(items)
-        return _checked(RawImages(_assign_splits(arrays), classes), str(root))
+        return RawImages(assign_splits(arrays), classes)  # _scan checked the split
 
 
-def _assign_splits(arrays: dict[str, tuple[np.ndarray, np.ndarray]]
-                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Use the train/val/test folders given; carve what is missing from the training images."""
-    base = arrays["train"] if "train" in arrays else arrays["all"]
-    missing = [p for p in ("val", "test") if p not in arrays]
-    if not missing:
-        return {p: arrays[p] for p in SPLITS}
-    fractions = (0.6, 0.2) if len(missing) == 2 else (1.0 - VAL_SHARE,)
-    idx = stratified_split(base[1], fractions)
-    out = {p: arrays[p] for p in SPLITS if p in arrays and p != "train"}
-    out["train"] = _take(*base, idx[0])
-    for part, chunk in zip(missing, idx[1:], strict=True):
-        out[part] = _take(*base, chunk)
-    return {p: out[p] for p in SPLITS}
-
-
-MNIST = IdxReader("MNIST")
-FASHION_MNIST = IdxReader("FashionMNIST")
-CIFAR10 = CifarReader()
 IMAGE_FOLDER = FolderReader()

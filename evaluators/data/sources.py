@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from edgeshrink.core.atomic import atomic_path, compute_once
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.evaluators.data import readers
+from edgeshrink.evaluators.data import readers, torchvision_files
 from edgeshrink.evaluators.data.readers import RawImages
 from edgeshrink.evaluators.data.splits import DataSplits, Split, load_digits_splits
 
@@ -179,8 +179,8 @@ def _from_files(reader: readers.Reader) -> Callable[[DataSpec, int, Path | None]
 
 SOURCES: dict[str, Source] = {
     "digits": Source(lambda spec, resolution, cache: load_digits_splits(resolution)),
-    "mnist": Source(_from_files(readers.MNIST), uses_data_dir=True),
-    "fashion-mnist": Source(_from_files(readers.FASHION_MNIST), uses_data_dir=True),
-    "cifar10": Source(_from_files(readers.CIFAR10), uses_data_dir=True),
+    "mnist": Source(_from_files(torchvision_files.MNIST), uses_data_dir=True),
+    "fashion-mnist": Source(_from_files(torchvision_files.FASHION_MNIST), uses_data_dir=True),
+    "cifar10": Source(_from_files(torchvision_files.CIFAR10), uses_data_dir=True),
     "imagefolder": Source(_from_files(readers.IMAGE_FOLDER), takes_path=True),
 }

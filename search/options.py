@@ -1,0 +1,174 @@
+"""Every option of every command, its default and its valid range, checked once at the boundary.
+
+Kept free of optuna and torch: the CLI builds its argparse defaults from :class:`SearchOptions`
+and refuses a bad value in one line before any heavy import, any file written or any training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
+from edgeshrink.evaluators.settings import TrainSettings
+
+# search/samplers.py's SAMPLERS registry has these keys (tests/test_bad_inputs.py checks it).
+SAMPLER_NAMES = ("gp", "tpe", "nsga2", "random")
+SEED_MAX = 2**32 - 1  # numpy and Optuna samplers take a non-negative 32-bit seed
+
+
+@dataclass
+class SearchOptions:
+    study: str = "digits"
+    run_dir: Path | None = None
+    storage: str | None = None
+    trials: int = 80
+    timeout: float | None = None
+    seed: int = 0
+    sampler: str = "gp"  # won the sampler benchmark (BENCHMARKS.md)
+    max_latency: float | None = None
+    min_accuracy: float | None = None
+    profile: str = "host"
+    dataset: str = "digits"
+    data_dir: Path | None = None  # root of torchvision data sets (mnist, cifar10, ...)
+    download: bool = False  # fetch a torchvision data set that is not in data_dir
+    teacher: str | None = None  # TorchScript, ONNX or ARCH:WEIGHTS; None trains one
+    space: Path | None = None
+    epochs: int = TrainSettings.epochs
+    finetune_epochs: int = TrainSettings.finetune_epochs
+    report: bool = True  # read by reports.writer.search_and_report
+    progress: bool = True
+    jobs: int = 1  # worker processes on this machine, this one included
+    worker: int | None = None  # set for an `edgeshrink worker` joining the study
+    early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
+    train_threads: int | None = None  # torch threads per trial; None keeps torch's default
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
+    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
+    channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
+
+
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SearchOptions)}
+
+
+# ---------------------------------------------------------------- checks, one line each
+
+
+def at_least(option: str, value: int | None, low: int, what: str = "") -> None:
+    if value is not None and value < low:
+        raise EdgeshrinkError(f"{option} must be at least {low}{what}, got {value}")
+
+
+def positive(option: str, value: float | None, unit: str) -> None:
+    """A finite number above zero: NaN and infinity are refused, not silently ignored."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise EdgeshrinkError(f"{option} must be positive {unit}, got {value}")
+
+
+def existing_file(option: str, path: Path | str | None, what: str) -> None:
+    if path is None:
+        return
+    p = Path(path)
+    if not p.exists():
+        raise EdgeshrinkError(f"{option}: {what} {str(p)!r} does not exist")
+    if not p.is_file():
+        raise EdgeshrinkError(f"{option}: {what} {str(p)!r} is not a file")
+
+
+def not_a_file(option: str, path: Path | None) -> None:
+    """A directory to create or write into must not be an existing file."""
+    if path is not None and Path(path).exists() and not Path(path).is_dir():
+        raise EdgeshrinkError(f"{option} {path} is a file, not a directory")
+
+
+def check_study(study: str, run_dir: Path | None) -> None:
+    """``--study`` names a directory under runs/ unless ``--run-dir`` is given."""
+    if not study.strip():
+        raise EdgeshrinkError("--study must not be empty")
+    if run_dir is None and (study in (".", "..") or any(c in study for c in "/\\\0")):
+        raise EdgeshrinkError(f"--study {study!r} is not a plain directory name (its default "
+                              "run directory is runs/<study>); pick another name or pass --run-dir")
+    not_a_file("--run-dir", run_dir)
+
+
+def check_profile(option: str, profile: str | Path | None) -> None:
+    """A path (not a built-in name) must exist; built-in names are checked by the registry."""
+    text = str(profile or "")
+    if text.endswith(".toml") or "/" in text:
+        existing_file(option, text, "profile file")
+
+
+def check_teacher(teacher: str | None) -> None:
+    """A file, or ARCH:WEIGHTS whose weights file exists (the architecture is checked later)."""
+    if not teacher:
+        return
+    arch, sep, weights = teacher.partition(":")
+    if not sep or Path(teacher).exists():
+        existing_file("--teacher", teacher, "teacher file")
+    elif not arch or not weights:
+        raise EdgeshrinkError(f"--teacher {teacher!r}: write a file or ARCH:WEIGHTS, "
+                              "e.g. resnet18:weights.pt")
+    else:
+        existing_file("--teacher", weights, "teacher state dict")
+
+
+def validate(opts: SearchOptions) -> None:
+    """Refuse any option outside its range before anything is read, written or trained."""
+    check_study(opts.study, opts.run_dir)
+    at_least("--trials", opts.trials, 1)
+    at_least("--jobs", opts.jobs, 1, " worker process")
+    positive("--timeout", opts.timeout, "seconds")
+    at_least("--epochs", opts.epochs, 1)
+    at_least("--finetune-epochs", opts.finetune_epochs, 0)
+    if not 0 <= opts.seed <= SEED_MAX:
+        raise EdgeshrinkError(f"--seed must be in 0..{SEED_MAX} (numpy and Optuna take a "
+                              f"non-negative 32-bit seed), got {opts.seed}")
+    if opts.sampler not in SAMPLER_NAMES:
+        raise EdgeshrinkError(f"unknown sampler {opts.sampler!r}; choose one of "
+                              f"{', '.join(SAMPLER_NAMES)}")
+    positive("--max-latency", opts.max_latency, "milliseconds")
+    if opts.min_accuracy is not None and not 0 <= opts.min_accuracy <= 1:
+        raise EdgeshrinkError(f"--min-accuracy is a fraction in [0, 1], got {opts.min_accuracy}")
+    parse_objectives(opts.objectives)
+    check_profile("--profile", opts.profile)
+    existing_file("--space", opts.space, "space file")
+    check_teacher(opts.teacher)
+    not_a_file("--data-dir", opts.data_dir)
+    at_least("worker index", opts.worker, 0)
+    at_least("train_threads", opts.train_threads, 1)
+
+
+# ---------------------------------------------------------------- the other commands
+
+
+def check_worker(study: str, run_dir: Path | None, index: int | None, space: Path | None,
+                 profile: str | None) -> None:
+    check_study(study, run_dir)
+    at_least("--worker-index", index, 1, " (0 is the search process)")
+    existing_file("--space", space, "space file")
+    check_profile("--profile", profile)
+
+
+def check_export(trial: int | None, max_latency: float | None, ladder: int | None,
+                 out: Path) -> None:
+    at_least("--trial", trial, 0)
+    positive("--max-latency", max_latency, "milliseconds")
+    at_least("--ladder", ladder, 1)
+    not_a_file("--out", out)
+
+
+def check_build(config: Path, out: Path, teacher_dir: Path | None) -> None:
+    existing_file("build", config, "config file")
+    not_a_file("--out", out)
+    not_a_file("--teacher-dir", teacher_dir)
+
+
+def check_dashboard(host: str, port: int, export_dir: Path | None, refresh: float) -> None:
+    if not host.strip():
+        raise EdgeshrinkError("--host must not be empty")
+    if not 1 <= port <= 65535:
+        raise EdgeshrinkError(f"--port must be in 1..65535, got {port}")
+    not_a_file("--export-dir", export_dir)
+    positive("--refresh", refresh, "seconds")
