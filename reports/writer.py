@@ -12,7 +12,7 @@ from edgeshrink.core.atomic import atomic_write_text
 from edgeshrink.reports.frame import pareto_frame, trials_frame
 from edgeshrink.reports.html import render_html
 from edgeshrink.reports.reference import REFERENCE_ATTR
-from edgeshrink.search.study import default_run_dir
+from edgeshrink.search.study import resolve_run_dir
 
 if TYPE_CHECKING:
     from edgeshrink.search.runner import SearchOptions
@@ -42,6 +42,6 @@ def search_and_report(opts: SearchOptions) -> optuna.Study:
 
     study = run_search(opts)
     if opts.report:
-        paths = write_report(study, opts.run_dir or default_run_dir(opts.study))
+        paths = write_report(study, resolve_run_dir(opts.study, opts.run_dir))
         print(f"report: {paths['html']}\ntrials: {paths['trials']}\npareto: {paths['pareto']}")
     return study

@@ -9,6 +9,9 @@ from typing import Any, NoReturn
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.search.options import (
+    DASHBOARD_HOST,
+    DASHBOARD_PORT,
+    DASHBOARD_REFRESH_S,
     DEFAULTS,
     SearchOptions,
     check_build,
@@ -128,12 +131,14 @@ def _build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dashboard", help="serve a live Pareto dashboard of a study")
     _study_args(d)
-    d.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    d.add_argument("--port", type=int, default=8050, help="port (default 8050)")
+    d.add_argument("--host", default=DASHBOARD_HOST,
+                   help=f"address to listen on (default {DASHBOARD_HOST})")
+    d.add_argument("--port", type=int, default=DASHBOARD_PORT,
+                   help=f"port (default {DASHBOARD_PORT})")
     d.add_argument("--export-dir", type=Path, default=None,
                    help="where the Export button writes trial_<N>/ (default: <run-dir>/exports)")
-    d.add_argument("--refresh", type=float, default=3.0, metavar="S",
-                   help="seconds between re-reads of the study (default 3)")
+    d.add_argument("--refresh", type=float, default=DASHBOARD_REFRESH_S, metavar="S",
+                   help=f"seconds between re-reads of the study (default {DASHBOARD_REFRESH_S:g})")
 
     pr = sub.add_parser("profile", help="hardware profiles: list, show, predict, calibrate")
     psub = pr.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)

@@ -18,6 +18,10 @@ from edgeshrink.evaluators.settings import TrainSettings
 # search/samplers.py's SAMPLERS registry has these keys (tests/test_bad_inputs.py checks it).
 SAMPLER_NAMES = ("gp", "tpe", "nsga2", "random")
 SEED_MAX = 2**32 - 1  # numpy and Optuna samplers take a non-negative 32-bit seed
+# The dashboard's defaults, here so the CLI can show them without importing Dash or pandas.
+DASHBOARD_HOST = "127.0.0.1"
+DASHBOARD_PORT = 8050
+DASHBOARD_REFRESH_S = 3.0
 
 
 @dataclass

@@ -34,7 +34,8 @@ from edgeshrink.reports.dashboard.panels import (
     table_rows,
 )
 from edgeshrink.reports.paths import inside
-from edgeshrink.search.study import default_run_dir
+from edgeshrink.search.options import DASHBOARD_HOST, DASHBOARD_PORT
+from edgeshrink.search.study import resolve_run_dir
 
 
 def _layout(title: str, refresh_s: float, x_axes: tuple[str, ...] = X_AXES) -> html.Div:
@@ -120,7 +121,7 @@ ASSETS = Path(__file__).with_name("assets")  # dashboard.css, served by Dash
 def make_app(study_name: str, run_dir: Path | None = None, storage: str | None = None,
              export_dir: Path | None = None, refresh_s: float = REFRESH_S) -> dash.Dash:
     """The dashboard for one existing study; raises EdgeshrinkError if it cannot be opened."""
-    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(study_name)
+    run_dir = resolve_run_dir(study_name, run_dir)
     export_dir = Path(export_dir) if export_dir is not None else run_dir / "exports"
     source = StudySource(study_name, run_dir, storage)
     app = dash.Dash(__name__, title=f"edgeshrink: {study_name}", update_title=None,
@@ -202,7 +203,7 @@ def make_app(study_name: str, run_dir: Path | None = None, storage: str | None =
 
 
 def serve(study_name: str, run_dir: Path | None = None, storage: str | None = None,
-          export_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8050,
+          export_dir: Path | None = None, host: str = DASHBOARD_HOST, port: int = DASHBOARD_PORT,
           refresh_s: float = REFRESH_S) -> None:
     """Build the app (failing fast on a missing study or a busy port) and serve it until Ctrl+C."""
     if not refresh_s > 0:

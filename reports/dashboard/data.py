@@ -17,9 +17,10 @@ from edgeshrink.reports.frame import (
     frame_objectives,
     trials_frame,
 )
+from edgeshrink.search.options import DASHBOARD_REFRESH_S
 from edgeshrink.search.study import load_existing_study
 
-REFRESH_S = 3.0
+REFRESH_S = DASHBOARD_REFRESH_S
 MAX_COMPARE = 3
 METRICS = (
     "accuracy", "latency_ms", "latency_p90_ms", ENERGY_COLUMN, "size_bytes", "size_gzip_bytes",
