@@ -90,6 +90,7 @@ def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
 
     from edgeshrink.evaluators.artifact import quant_plan, quantize_artifact
     from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
+    from edgeshrink.evaluators.rescore import MODEL_FILE, artifact_dir
     from edgeshrink.evaluators.training import TrainSettings
     from edgeshrink.search.study import load_existing_study
     from edgeshrink.spaces.blocks import build_student
@@ -109,9 +110,7 @@ def pack(out: Path, studies: list[tuple[str, Path]]) -> None:
             data = load_data(spec_from_setup(setup), cand.input_resolution, run_dir / "data")
             if not (out / data_file).is_file():
                 np.savez_compressed(out / data_file, x=data.val.x.numpy(), y=data.val.y.numpy())
-            artifact = Path(t.user_attrs["artifact"])
-            if not artifact.is_file():  # stored relative to where the search ran
-                artifact = run_dir / "trials" / f"{t.number:05d}" / "model.onnx"
+            artifact = artifact_dir(t.number, t.user_attrs.get("artifact"), run_dir) / MODEL_FILE
             stored = "7-bit" if cand.reduce_range else "8-bit"
             other = "8-bit" if cand.reduce_range else "7-bit"
             file = f"{name}_{t.number:05d}_{stored}.onnx"

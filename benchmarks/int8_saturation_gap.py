@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+from edgeshrink.evaluators.rescore import MODEL_FILE, artifact_dir
 from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.search.study import load_existing_study
 from edgeshrink.spaces.candidate import Candidate
@@ -46,9 +47,7 @@ def main() -> None:
         if res not in data_by_res:
             data_by_res[res] = load_data(spec_from_setup(setup), res, args.run_dir / "data")
         data = data_by_res[res]
-        path = Path(t.user_attrs["artifact"])
-        if not path.is_file():
-            path = args.run_dir / "trials" / f"{t.number:05d}" / "model.onnx"
+        path = artifact_dir(t.number, t.user_attrs.get("artifact"), args.run_dir) / MODEL_FILE
         x, y = data.val.x.numpy(), data.val.y.numpy()
         reference = onnx_accuracy(path, x, y, method="reference")
         host = onnx_accuracy(path, x, y, method="host")

@@ -6,8 +6,8 @@ energy, so host studies keep their columns. Missing values stay NaN/<NA> (empty 
 mistakes a sentinel for data.
 
 The study's objectives (its metric names, e.g. accuracy, latency_ms, energy_mj) travel with the
-frame as ``frame.attrs["objectives"]``; ``pareto`` is the front over all of them, exactly
-Optuna's ``Study.best_trials``.
+frame as ``frame.attrs["objectives"]``; ``pareto`` is the front over all of them, taken from
+Optuna's ``Study.best_trials`` (:func:`front_trials`), the one definition of the front.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ import numpy as np
 import optuna
 import pandas as pd
 from numpy.typing import ArrayLike
-from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from edgeshrink.core import metrics as registry
 
@@ -42,27 +41,59 @@ TAIL_COLUMNS = ("error", "duration_s")
 _RESERVED = frozenset((*HEAD_COLUMNS, ENERGY_COLUMN, *TAIL_COLUMNS))
 
 
+def feasible(trial: FrozenTrial) -> bool:
+    """COMPLETE with every constraint <= 0 (none recorded counts as met), as Optuna judges it."""
+    return trial.state == TrialState.COMPLETE and all(
+        c <= 0.0 for c in trial.constraints.values())
+
+
+def front_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's front, in trial order: the one definition, ``Study.best_trials``.
+
+    Optuna keeps COMPLETE trials and, once any trial carries a constraint, only those whose every
+    constraint is <= 0; a trial leaves the front when another is no worse on every objective and
+    strictly better on one, in each objective's direction, so exact ties all stay. With no
+    feasible trial it returns []; the filter here keeps that promise (infeasible trials never
+    reach the front) should a later Optuna rank infeasible ones instead (optuna/optuna#6445).
+    """
+    return [t for t in study.best_trials if feasible(t)]
+
+
+def front_numbers(study: optuna.Study) -> set[int]:
+    return {t.number for t in front_trials(study)}
+
+
 def pareto_mask(
     points: ArrayLike,
     maximize: Sequence[bool] = (True, False),
     eligible: ArrayLike | None = None,
 ) -> np.ndarray:
-    """Rows that are eligible and not dominated by another eligible row.
+    """Rows that are eligible and on the front of ``points`` (one column per objective).
 
-    Dominated means another row is no worse on every objective and strictly better on one, so
-    exact ties all stay on the front (as in ``Study.best_trials``). Rows with NaN never qualify.
-    O(n^2) time but O(n) memory, which is plenty for a study's trial count.
+    For values that are not a study's trials (a re-scored latency, a subset of objectives): the
+    eligible rows become trials of a scratch in-memory study whose ``best_trials`` decides, so
+    arrays and studies share Optuna's definition. Rows with NaN never qualify.
     """
     pts = np.asarray(points, dtype=float).reshape(-1, len(maximize))
     ok = np.ones(len(pts), dtype=bool) if eligible is None else np.asarray(eligible, dtype=bool)
-    ok = ok & ~np.isnan(pts).any(axis=1)
-    loss = np.where(np.asarray(maximize, dtype=bool), -pts, pts)[ok]  # lower is better
-    dominated = np.zeros(len(loss), dtype=bool)
-    for i, row in enumerate(loss):
-        dominated[i] = np.any(np.all(loss <= row, axis=1) & np.any(loss < row, axis=1))
+    rows = np.flatnonzero(ok & ~np.isnan(pts).any(axis=1))
     mask = np.zeros(len(pts), dtype=bool)
-    mask[np.flatnonzero(ok)[~dominated]] = True
+    if rows.size:
+        scratch = _scratch_study(["maximize" if up else "minimize" for up in maximize])
+        scratch.add_trials([create_trial(values=pts[i].tolist(), user_attrs={"row": int(i)})
+                            for i in rows])
+        mask[[t.user_attrs["row"] for t in scratch.best_trials]] = True
     return mask
+
+
+def _scratch_study(directions: list[str]) -> optuna.Study:
+    # Creating an in-memory study logs at INFO; a front of an array is not news to the user.
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:
+        return optuna.create_study(directions=directions)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
 
 
 def metric_columns(frame: pd.DataFrame) -> list[str]:
@@ -95,7 +126,7 @@ def _row(trial: FrozenTrial, metric_names: Sequence[str],
     row: dict[str, Any] = {"trial": trial.number, "state": trial.state.name}
     for col in metrics:
         row[col] = values.get(col, attrs.get(col))
-    row["feasible"] = complete and all(c <= 0.0 for c in trial.constraints.values())
+    row["feasible"] = feasible(trial)
     row["arch"] = attrs.get("arch")
     row.update({_choice_name(k): v for k, v in trial.params.items()})
     row["error"] = attrs.get("error") or trial.system_attrs.get("fail_reason")
@@ -137,10 +168,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for col in (*metrics, "duration_s"):
         frame[col] = _numeric(frame[col], integral=col in COUNT_COLUMNS)
     frame["feasible"] = frame["feasible"].astype(bool)
-    maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
-    frame["pareto"] = pareto_mask(
-        frame[list(names)].to_numpy(dtype=float), maximize, frame["feasible"].to_numpy()
-    )
+    # best_trials reads the storage again: a trial that finished in between is not a row yet,
+    # so a row must also be feasible (hence complete) in this snapshot.
+    frame["pareto"] = frame["trial"].isin(front_numbers(study)) & frame["feasible"]
     frame.attrs["objectives"] = names
     return frame
 

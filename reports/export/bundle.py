@@ -17,7 +17,13 @@ from optuna.trial import FrozenTrial
 
 from edgeshrink.core.atomic import atomic_directory
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
+from edgeshrink.evaluators.rescore import (
+    MODEL_FILE,
+    WEIGHTS_FILE,
+    ArtifactMismatch,
+    artifact_dir,
+    rescore_trial,
+)
 from edgeshrink.reports.export.model_card import model_card
 from edgeshrink.reports.export.pick import ladder_trials, pick_by_number
 from edgeshrink.reports.paths import inside
@@ -58,21 +64,6 @@ def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
         yield stage
 
 
-def _artifact_dir(trial: FrozenTrial, run_dir: Path | None) -> Path:
-    stored = trial.user_attrs.get("artifact")
-    candidates = [Path(stored).parent] if stored else []
-    if run_dir is not None:
-        candidates.append(Path(run_dir) / "trials" / f"{trial.number:05d}")
-    for d in candidates:
-        if (d / "model.onnx").is_file():
-            return d
-    raise EdgeshrinkError(
-        f"the artifact of trial {trial.number} is missing (looked in "
-        f"{', '.join(str(d) for d in candidates) or 'nowhere: no artifact recorded'}); "
-        "pass the --run-dir of the search that made it"
-    )
-
-
 def _study_setup(study: optuna.Study) -> dict[str, Any]:
     setup = study.user_attrs.get("setup")
     if not setup:
@@ -85,45 +76,23 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
                 pick_reason: str) -> ExportResult:
     """Copy, verify and describe one trial's model inside ``stage``."""
     # Heavy imports only when a model is really exported.
-    import torch
-
     from edgeshrink.evaluators.build import BuildConfig
-    from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
-    from edgeshrink.evaluators.onnx_eval import onnx_predict
     from edgeshrink.evaluators.training import TrainSettings
-    from edgeshrink.spaces.blocks import build_student
-    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
-    source = _artifact_dir(trial, run_dir)
+    source = artifact_dir(trial.number, trial.user_attrs.get("artifact"), run_dir)
     setup = _study_setup(study)
     attrs = trial.user_attrs
     candidate = Candidate.from_dict(attrs["candidate"])
-    cache = Path(run_dir) / "data" if run_dir is not None else None
-    data = load_data(spec_from_setup(setup), candidate.input_resolution, cache)
-
-    shutil.copy2(source / "model.onnx", stage / "model.onnx")
-    shutil.copy2(source / "weights.pt", stage / "weights.pt")
-    files = ["model.onnx", "weights.pt"]
-
-    # Proof 1: the shipped file scores exactly what the search stored, in the same arithmetic
-    # (trials from before accuracy_method was recorded were scored by the host's kernels).
-    method = attrs.get("accuracy_method", "host")
-    val_pred = onnx_predict(stage / "model.onnx", data.val.x.numpy(), method=method)
-    val_acc = float((val_pred == data.val.y.numpy()).mean())
-    if val_acc != trial.values[0]:
-        raise EdgeshrinkError(
-            f"trial {trial.number}'s model.onnx scores validation accuracy {val_acc:.6f} "
-            f"({method} arithmetic), but the study stored {trial.values[0]:.6f}: the artifact "
-            "was changed or is not the one measured"
-            + _cpu_hint(method, attrs.get("cpu"))
-            + "; not exporting it"
-        )
-    # Proof 2: the weights load safely and fit the architecture in the recipe.
-    state = torch.load(stage / "weights.pt", weights_only=True)
-    load_pruned_state_dict(build_student(candidate, data.in_channels, data.num_classes), state)
-    # The held-out test split, which the search never sees.
-    test_pred = onnx_predict(stage / "model.onnx", data.test.x.numpy(), method=method)
-    test_acc = float((test_pred == data.test.y.numpy()).mean())
+    shutil.copy2(source / MODEL_FILE, stage / MODEL_FILE)
+    shutil.copy2(source / WEIGHTS_FILE, stage / WEIGHTS_FILE)
+    files = [MODEL_FILE, WEIGHTS_FILE]
+    # The proof is made on the copies that ship: they score exactly what the search stored.
+    try:
+        scored = rescore_trial(stage, trial.number, attrs, trial.values[0], setup,
+                               Path(run_dir) / "data" if run_dir is not None else None)
+    except ArtifactMismatch as exc:
+        raise EdgeshrinkError(f"{exc}; not exporting it") from None
+    data, val_acc, test_acc = scored.data, scored.validation_accuracy, scored.test_accuracy
 
     metrics = {k: attrs[k] for k in _STORED_METRICS if k in attrs}
     metrics.update(
@@ -195,11 +164,3 @@ def export_ladder(study: optuna.Study, k: int, out_dir: Path | str, *,
         (stage / "ladder.json").write_text(json.dumps(ladder, indent=2) + "\n")
         shutil.copy2(Path(__file__).parents[1] / "selector.py", stage / SELECTOR_FILE)
     return results
-
-
-def _cpu_hint(method: str, cpu: dict[str, Any] | None) -> str:
-    """Host arithmetic differs between CPUs: name the one that scored the trial if it differs."""
-    if method != "host" or not cpu or CpuInfo.from_dict(cpu).same_kind(host_cpu()):
-        return ""
-    return (f" (it was scored on {cpu.get('model', '?')}, this is {host_cpu().model}: "
-            "export on a machine of the same kind)")

@@ -10,7 +10,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.reports.frame import pareto_mask
+from edgeshrink.reports.frame import feasible, front_trials, pareto_mask
 
 
 @dataclass(frozen=True)
@@ -21,10 +21,7 @@ class Pick:
 
 def _eligible(study: optuna.Study) -> list[FrozenTrial]:
     """Completed trials that meet the study's constraints: the only ones a front may hold."""
-    return [
-        t for t in study.trials
-        if t.state == TrialState.COMPLETE and all(c <= 0.0 for c in t.constraints.values())
-    ]
+    return [t for t in study.trials if feasible(t)]
 
 
 def _maximize(study: optuna.Study) -> list[bool]:
@@ -37,13 +34,8 @@ def _loss_key(study: optuna.Study, t: FrozenTrial) -> tuple[float, ...]:
 
 
 def pareto_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The feasible front over all the study's objectives, fastest first."""
-    trials = _eligible(study)
-    if not trials:
-        return []
-    mask = pareto_mask([t.values for t in trials], _maximize(study))
-    return sorted((t for t, m in zip(trials, mask, strict=True) if m),
-                  key=lambda t: (t.values[1], -t.values[0]))
+    """The feasible front over all the study's objectives (``Study.best_trials``), fastest first."""
+    return sorted(front_trials(study), key=lambda t: (t.values[1], -t.values[0]))
 
 
 def _describe(t: FrozenTrial) -> str:
