@@ -9,7 +9,7 @@ import pytest
 from edgeshrink.search.hypervolume import hypervolume_2d
 from edgeshrink.spaces.space import load_space
 
-_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "sampler_replay.py"
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "sampler_replay.py"
 _spec = importlib.util.spec_from_file_location("sampler_replay", _PATH)
 replay_mod = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(replay_mod)

@@ -22,6 +22,7 @@ from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.spaces.pruning.methods import (
     PRUNING_METHODS,
     PruneContext,
+    global_magnitude,
     make_permanent,
     prune_model,
     weight_sparsity,
@@ -418,3 +419,15 @@ def test_pruned_student_weights_load_into_a_fresh_student():
     fresh = load_pruned_state_dict(build_student(cand, 1, 10), state).eval()
     assert fresh.blocks[0].conv[0][0].out_channels == model.blocks[0].conv[0][0].out_channels < 64
     torch.testing.assert_close(fresh(x), model(x))
+
+
+def test_magnitude_pruning_hits_the_target_and_is_permanent():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.Flatten(), nn.Linear(16 * 6 * 6, 10))
+    global_magnitude(model, 0.6)
+    make_permanent(model)
+    assert not any(hasattr(m, "weight_mask") for m in model.modules())
+    assert weight_sparsity(model) == pytest.approx(0.6, abs=0.001)
+    # Magnitude pruning: every surviving weight is at least as large as every pruned one.
+    w = torch.cat([model[0].weight.flatten(), model[2].weight.flatten()])
+    assert w[w != 0].abs().min() > 0
