@@ -7,13 +7,14 @@ training budget and the seeds. ``build_from_config`` runs the same pipeline a se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.evaluators.config_schema import CONFIG_SCHEMA, ConfigFile
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
 from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
@@ -21,8 +22,7 @@ from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
 from edgeshrink.spaces.candidate import Candidate
-
-CONFIG_SCHEMA = 1
+from edgeshrink.spaces.file_schema import validate
 
 
 @dataclass(frozen=True)
@@ -60,50 +60,11 @@ class BuildConfig:
 
 
 def parse_build_config(raw: Any, source: str = "config") -> BuildConfig:
-    """Validate a loaded config; every problem names the file and the field."""
-    if not isinstance(raw, dict):
-        raise EdgeshrinkError(f"{source}: expected a mapping at the top level")
-    schema = raw.get("edgeshrink_config")
-    if schema != CONFIG_SCHEMA:
-        raise EdgeshrinkError(
-            f"{source}: 'edgeshrink_config' must be {CONFIG_SCHEMA} (is this an edgeshrink "
-            f"config.yaml?), got {schema!r}"
-        )
-    for key in ("dataset", "candidate", "training", "seed", "profile"):
-        if key not in raw:
-            raise EdgeshrinkError(f"{source}: missing field {key!r}")
-    if not isinstance(raw["candidate"], dict):
-        raise EdgeshrinkError(f"{source}: 'candidate' must be a mapping")
-    try:
-        candidate = Candidate.from_dict(raw["candidate"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EdgeshrinkError(f"{source}: invalid 'candidate': {exc}") from None
-    except EdgeshrinkError as exc:
-        raise EdgeshrinkError(f"{source}: {exc}") from None
-    known = {f.name for f in fields(TrainSettings)}
-    training = raw["training"]
-    if not isinstance(training, dict) or set(training) - known:
-        raise EdgeshrinkError(
-            f"{source}: 'training' must be a mapping with keys from {sorted(known)}"
-        )
-    for key in ("data_dir", "teacher"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise EdgeshrinkError(f"{source}: {key!r} must be a path")
-    for key in ("seed", "teacher_seed"):
-        if not isinstance(raw.get(key, 0), int):
-            raise EdgeshrinkError(f"{source}: {key!r} must be an integer")
-    return BuildConfig(
-        candidate=candidate,
-        dataset=str(raw["dataset"]),
-        training=TrainSettings(**training),
-        seed=raw["seed"],
-        teacher_seed=raw.get("teacher_seed", 0),
-        profile=str(raw["profile"]),
-        source=dict(raw.get("source") or {}),
-        expected=dict(raw.get("expected") or {}),
-        data_dir=raw.get("data_dir"),
-        teacher=raw.get("teacher"),
-    )
+    """Validate a loaded config (``config_schema``); every problem names the file and the field."""
+    c = validate(ConfigFile, raw, source)
+    return BuildConfig(candidate=c.candidate, dataset=c.dataset, training=c.training, seed=c.seed,
+                       teacher_seed=c.teacher_seed, profile=c.profile, source=c.source,
+                       expected=c.expected, data_dir=c.data_dir, teacher=c.teacher)
 
 
 def load_build_config(path: Path | str) -> BuildConfig:
