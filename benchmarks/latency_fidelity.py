@@ -122,7 +122,8 @@ def main() -> None:
     fit, kernels = fit_roofline(samples), fit_kernels(samples)
     args.profile_out.parent.mkdir(parents=True, exist_ok=True)
     args.profile_out.write_text(profile_toml(fit, "host-calibrated", "this host, calibrated",
-                                             "cpu", len(samples), gauge_ms, kernels))
+                                             "cpu", len(samples), gauge_ms, kernels),
+                                encoding="utf-8")
     profile = load_profile(str(args.profile_out))
     print(f"calibrated {args.profile_out} from {len(samples)} timed models: kernel-table MAPE "
           f"{kernels.mape:.1%} on them ({len(kernels.kernels)} kernels), roofline MAPE "
