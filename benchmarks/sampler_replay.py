@@ -17,7 +17,7 @@
    many candidates it would abort and whether any true Pareto point is among them. Twice: with
    network containment alone (the old rule), and with the latency preview as well (a candidate's
    latency is known before training; on a predicted profile the preview is the cached latency
-   exactly, ``tests/test_latency_preview.py``).
+   exactly, ``tests/evaluators/test_latency_preview.py``).
 
 Run: ``.venv/bin/python benchmarks/sampler_replay.py`` (``--help`` for options);
 ``--early-stop-only`` replays the rule on the cache as it is, without the samplers and without

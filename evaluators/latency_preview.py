@@ -7,7 +7,7 @@ whatever the values). So the untrained student, pruned to the same channel count
 on the sparsity and the channel block, not on which channels are ranked lowest), BN-folded,
 exported and quantized by the same plan, has the latency the trained artifact will have:
 exactly on a predicted profile, up to timing noise on a measured one
-(``tests/test_latency_preview.py`` checks both the shapes and the predicted latency).
+(``tests/evaluators/test_latency_preview.py`` checks both the shapes and the predicted latency).
 
 The exception: a profile with sparse kernels (``[sparsity] support`` other than "none") times a
 layer by its share of zero weights, and which weights end up zero (magnitude thresholds, int8

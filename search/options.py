@@ -15,7 +15,7 @@ from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
 from edgeshrink.evaluators.settings import TrainSettings
 
-# search/samplers.py's SAMPLERS registry has these keys (tests/test_bad_inputs.py checks it).
+# search/samplers.py's SAMPLERS registry has these keys (tests/search/test_bad_inputs.py checks it).
 SAMPLER_NAMES = ("gp", "tpe", "nsga2", "random")
 SEED_MAX = 2**32 - 1  # numpy and Optuna samplers take a non-negative 32-bit seed
 # The dashboard's defaults, here so the CLI can show them without importing Dash or pandas.

@@ -22,8 +22,9 @@ MAX_BANDWIDTH_GBPS = 1e3
 
 
 # Not scipy.optimize.nnls: calibrate runs on the device, which README promises needs only
-# numpy, onnx and onnxruntime (and tomli-w), and scipy is a large compiled wheel, often missing
-# for small ARM boards. tests/test_nnls.py checks this against scipy's on seeded problems.
+# numpy, onnx, onnxruntime, pydantic and tomli-w, and scipy is a large compiled wheel, often
+# missing for small ARM boards. tests/hardware_profiles/test_nnls.py checks this against scipy's
+# on seeded problems.
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
     """Non-negative least squares (Lawson-Hanson), in numpy alone."""
     m, n = a.shape

@@ -100,7 +100,7 @@ def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
 
 def test_constraints_are_real_optuna_constraints(seeded_run_dir):
     # Without early abort: with it, the latency preview would stop these trials before training
-    # (tests/test_early_stop.py).
+    # (tests/search/test_early_stop.py).
     study = search_and_report(SearchOptions(study="c", run_dir=seeded_run_dir, trials=2, seed=1,
                                      sampler="random", max_latency=1e-6, min_accuracy=0.0,
                                      early_stop=False, **TINY))

@@ -19,7 +19,7 @@ from edgeshrink.spaces import Candidate, StageSpec, load_space, parse_arch
 from edgeshrink.spaces.blocks import arch_of, build_student
 from edgeshrink.spaces.space import Categorical, IntRange, parse_space
 
-REDUCED = Path(__file__).resolve().parents[1] / "benchmarks" / "reduced_space.yaml"
+REDUCED = Path(__file__).resolve().parents[2] / "benchmarks" / "reduced_space.yaml"
 FIT = dict(temperature=4.0, alpha=0.5, sparsity=0.0, precision="fp32")
 
 
@@ -177,7 +177,7 @@ def test_unknown_activation_is_named():
 
 
 def _default_raw() -> dict:
-    text = (Path(__file__).resolve().parents[1] / "spaces" / "default_space.yaml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "spaces" / "default_space.yaml").read_text()
     return yaml.safe_load(text)
 
 

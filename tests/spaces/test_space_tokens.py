@@ -1,3 +1,6 @@
+"""The schema-1 (token-list) form of a space file: it keeps loading, sampling and building as
+before; the block form (schema 2) is tested in test_space_blocks.py."""
+
 import pytest
 import torch
 
