@@ -118,30 +118,28 @@ Sparsity = float_range(0.0, 0.99)
 HintWeight = float_range(0.0, 100.0)
 
 
-class Stage(Section):
+class BlockFactors(Section):
+    """The per-block choices a stage may override: given in ``choices`` or in a stage."""
+
+    block: Tokens = None
+    block_type: BlockTypes = None
+    kernel: Kernels = None
+    expansion: Expansions = None
+    se: Switches = None
+    activation: Activations = None
+    depth: Depth = None
+
+
+class Stage(BlockFactors):
     """One entry of ``stages``: its fixed skeleton, and overrides of the space-wide choices."""
 
     channels: PositiveInt
     stride: Stride
-    depth: Depth = None
-    block_type: BlockTypes = None
-    kernel: Kernels = None
-    expansion: Expansions = None
-    se: Switches = None
-    activation: Activations = None
-    block: Tokens = None
 
 
-class Choices(Section):
+class Choices(BlockFactors):
     """``choices``: what is searched, for every stage unless a stage overrides it."""
 
-    block: Tokens = None
-    block_type: BlockTypes = None
-    kernel: Kernels = None
-    expansion: Expansions = None
-    se: Switches = None
-    activation: Activations = None
-    depth: Depth = None
     width_mult: WidthMult
     temperature: Temperature
     alpha: Alpha
