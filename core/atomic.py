@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from edgeshrink.core.errors import EdgeshrinkError
+
 T = TypeVar("T")
 
 
@@ -88,3 +90,21 @@ def compute_once(lock_path: Path | str, load: Callable[[], T | None],
     with FileLock(str(lock_path)):
         cached = load()
         return cached if cached is not None else compute()
+
+
+@contextlib.contextmanager
+def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
+    """Yield an empty sibling directory; on success it replaces ``out_dir`` in one rename."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EdgeshrinkError(f"--out {out_dir} is a file, not a directory")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
+        raise EdgeshrinkError(f"{out_dir} already exists and is not empty; pass --force to "
+                              "replace it")
+    with contextlib.ExitStack() as stack:
+        try:
+            stage = stack.enter_context(atomic_directory(out_dir))
+        except OSError as exc:
+            raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}; choose "
+                                  "a writable --out") from None
+        yield stage

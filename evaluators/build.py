@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from edgeshrink.core.atomic import staged_directory
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.config_schema import CONFIG_SCHEMA, ConfigFile
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
@@ -93,3 +94,14 @@ def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> Ev
     gauge = prepare_gauge(profile, cache_dir, data.val.x[:1].numpy())
     return evaluate_candidate(config.candidate, data, teacher, profile, out_dir,
                               config.training, seed=config.seed, gauge=gauge)
+
+
+def build_into(config: BuildConfig, out_dir: Path, cache_dir: Path,
+               force: bool = False) -> EvaluationResult:
+    """Build into ``out_dir`` as one transaction: a failed build leaves what was there."""
+    with staged_directory(out_dir, force) as stage:
+        result = build_from_config(config, stage / "model", cache_dir)
+        for item in (stage / "model").iterdir():
+            item.rename(stage / item.name)
+        (stage / "model").rmdir()
+    return result

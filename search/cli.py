@@ -228,16 +228,11 @@ def _export(args: argparse.Namespace) -> None:
 
 def _build(args: argparse.Namespace) -> None:
     check_build(args.config, args.out, args.teacher_dir)
-    from edgeshrink.evaluators.build import build_from_config, load_build_config
-    from edgeshrink.reports.export import staged_directory
+    from edgeshrink.evaluators.build import build_into, load_build_config
 
     config = load_build_config(args.config)
     teacher_dir = args.teacher_dir or args.out.parent / ".edgeshrink-teacher"
-    with staged_directory(args.out, args.force) as stage:
-        result = build_from_config(config, stage / "model", teacher_dir)
-        for item in (stage / "model").iterdir():
-            item.rename(stage / item.name)
-        (stage / "model").rmdir()
+    result = build_into(config, args.out, teacher_dir, force=args.force)
     expected = config.expected.get("validation_accuracy")
     note = "" if expected is None else (
         " (matches the exported model)" if result.accuracy == expected

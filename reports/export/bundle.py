@@ -3,11 +3,9 @@ recipe, metrics and model card into a directory that appears whole."""
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from edgeshrink.core.atomic import atomic_directory
+from edgeshrink.core.atomic import staged_directory
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.rescore import (
     MODEL_FILE,
@@ -44,24 +42,6 @@ class ExportResult:
     val_accuracy: float
     test_accuracy: float
     metrics: dict[str, Any] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def staged_directory(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Yield an empty sibling directory; on success it replaces ``out_dir`` in one rename."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise EdgeshrinkError(f"--out {out_dir} is a file, not a directory")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise EdgeshrinkError(f"{out_dir} already exists and is not empty; pass --force to "
-                              "replace it")
-    with contextlib.ExitStack() as stack:
-        try:
-            stage = stack.enter_context(atomic_directory(out_dir))
-        except OSError as exc:
-            raise EdgeshrinkError(f"cannot write into {out_dir.parent}: {exc.strerror}; choose "
-                                  "a writable --out") from None
-        yield stage
 
 
 def _study_setup(study: optuna.Study) -> dict[str, Any]:
