@@ -70,7 +70,9 @@ def test_core_uses_only_the_standard_library_and_filelock():
 
 @pytest.mark.parametrize("module", ["edgeshrink.core.errors", "edgeshrink.core.metrics",
                                     "edgeshrink.spaces", "edgeshrink.hardware_profiles",
-                                    "edgeshrink.hardware_profiles.int8_arithmetic"])
+                                    "edgeshrink.hardware_profiles.int8_arithmetic",
+                                    # The CLI stays thin: parsing and option checks load nothing.
+                                    "edgeshrink.search.cli", "edgeshrink.search.options"])
 def test_importing_a_package_drags_nothing_heavy(module):
     code = (f"import sys, {module}\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
