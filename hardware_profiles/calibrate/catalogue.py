@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from edgeshrink.hardware_profiles.calibration_nets import space_network
+from edgeshrink.hardware_profiles.calibrate.networks import space_network
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
 
 CHAIN_LENGTHS = (1, 4)
@@ -27,7 +27,7 @@ class MicroBench:
     stride: int = 1
     se: bool = False  # blocks and networks: squeeze-excitation after the depthwise conv
     act: str = "relu"  # blocks and networks: relu, relu6 or hswish
-    seed: int = 0  # space_net: which sampled network (calibration_nets)
+    seed: int = 0  # space_net: which sampled network (calibrate.networks)
 
     @property
     def label(self) -> str:
@@ -88,7 +88,7 @@ MICRO_BENCHMARKS: tuple[MicroBench, ...] = (
     *(MicroBench("depthwise", c, s, k) for c, s, k in ((12, 8, 5), (20, 8, 3), (36, 8, 7),
                                                        (72, 4, 5), (18, 16, 3))),
     *(MicroBench("pointwise", c, s, 1) for c, s in ((12, 16), (20, 8), (40, 8), (72, 4))),
-    # Whole networks sampled from the search space (calibration_nets), each with its own
+    # Whole networks sampled from the search space (calibrate.networks), each with its own
     # per-stage precisions: the kernels in the mixes the search asks about.
     *(MicroBench("space_net", 0, 16, seed=i) for i in range(100)),
 )

@@ -19,7 +19,7 @@ from edgeshrink.hardware_profiles.calibrate.catalogue import (
     MicroBench,
     build_micro_model,
 )
-from edgeshrink.hardware_profiles.calibration_nets import space_network
+from edgeshrink.hardware_profiles.calibrate.networks import space_network
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
 from edgeshrink.hardware_profiles.measure import measure_latency

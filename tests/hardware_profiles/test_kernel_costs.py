@@ -11,7 +11,7 @@ from profile_files import write_profile
 
 from edgeshrink.hardware_profiles import ProfileError
 from edgeshrink.hardware_profiles.calibrate import Sample, fit_kernels
-from edgeshrink.hardware_profiles.calibration_nets import STAGES, space_network
+from edgeshrink.hardware_profiles.calibrate.networks import STAGES, space_network
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms, kernel_units
 from edgeshrink.hardware_profiles.latency_model import predict_layers
@@ -148,7 +148,7 @@ def test_layout_reading_names_the_kernels_onnxruntime_runs(tmp_path):
 
 def test_sampled_calibration_networks_follow_the_default_space():
     """The torch-free sampler mirrors spaces/default_space.yaml (it cannot import it)."""
-    from edgeshrink.hardware_profiles import calibration_nets as nets
+    from edgeshrink.hardware_profiles.calibrate import networks as nets
     from edgeshrink.spaces.space import load_space
 
     space = load_space()
