@@ -28,3 +28,14 @@ def seeded_run_dir(tmp_path, teacher_dir) -> Path:
     run_dir = tmp_path / "run"
     shutil.copytree(teacher_dir, run_dir / "teacher")
     return run_dir
+
+
+# Fixtures that train a model or run a search; every test using one (directly or through another
+# fixture) is slow, whichever test happens to pay for the fixture first.
+TRAINING_FIXTURES = frozenset({"teacher_dir", "searched", "trained"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

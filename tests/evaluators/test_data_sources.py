@@ -183,6 +183,7 @@ def searched(request, tmp_path_factory):
     return study, run_dir, case
 
 
+@pytest.mark.slow
 def test_search_runs_on_the_data_and_teacher_it_was_given(searched):
     study, run_dir, case = searched
     setup = study.user_attrs["setup"]
@@ -230,6 +231,7 @@ def _teacher_accuracy(case: dict, data) -> float:
     return float((logits.argmax(1) == data.val.y).float().mean())
 
 
+@pytest.mark.slow
 def test_teacher_is_the_reference_point_of_the_report(searched):
     study, run_dir, case = searched
     ref = study.user_attrs["teacher"]
@@ -259,6 +261,7 @@ def test_teacher_logits_are_computed_once_and_cached(searched):
     assert torch.allclose(first.train_logits[:16], direct, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("searched", ["imagefolder+onnx"], indirect=True)
 def test_build_reproduces_a_model_from_its_recorded_data_and_teacher(searched, tmp_path):
     study, run_dir, case = searched

@@ -73,6 +73,7 @@ def test_zero_hint_weight_trains_exactly_like_no_hint():
         torch.testing.assert_close(runs[0][key], runs[1][key])
 
 
+@pytest.mark.slow
 def test_hint_training_pulls_student_features_towards_the_teacher():
     x, y = _data(256)
     torch.manual_seed(0)

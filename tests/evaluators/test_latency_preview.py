@@ -62,6 +62,7 @@ def _pruned_file(candidate, data, tmp_path, seed, steps, round_to, perturb=False
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("pruning", "importance", "sparsity", "round_to"), [
     ("channel", "l1", 0.5, 1),
     ("channel", "l2", 0.3, 8),
@@ -116,6 +117,7 @@ def teacher(digits16, teacher_dir):
     return load_or_train_teacher(digits16, teacher_dir, seed=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("block", "change"), [
     # Channel-pruned int8 on the Pi: the case the search's abort relies on.
     (None, dict(pruning="channel", sparsity=0.5, precision="int8")),
@@ -146,6 +148,7 @@ def test_preview_is_the_trained_artifacts_latency(digits16, teacher, tmp_path, b
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_raising_preview_stops_the_trial_before_training(digits16, teacher, tmp_path):
     class Abort(Exception):
         pass

@@ -49,6 +49,7 @@ def _conv_out_channels(path):
     return out
 
 
+@pytest.mark.slow
 def test_channel_pruning_and_int8_show_in_the_measured_file(setup, tmp_path):
     dense = _run(setup, tmp_path / "a")
     pruned = _run(setup, tmp_path / "b", pruning="channel", sparsity=0.5, precision="int8")
@@ -67,6 +68,7 @@ def test_channel_pruning_and_int8_show_in_the_measured_file(setup, tmp_path):
     assert pruned.dense_weight_bytes < dense.dense_weight_bytes / 6
 
 
+@pytest.mark.slow
 def test_semi_structured_sparsity_is_counted_in_sparse_bytes(setup, tmp_path):
     r = _run(setup, tmp_path, pruning="semi_2_4")
     assert r.pruning["semi_structured_layers"]
@@ -74,6 +76,7 @@ def test_semi_structured_sparsity_is_counted_in_sparse_bytes(setup, tmp_path):
     assert r.weight_sparsity > 0.3
 
 
+@pytest.mark.slow
 def test_simulated_precisions_are_predicted_and_said_so(setup, tmp_path):
     r = _run(setup, tmp_path, profile="phone-cortex-a76", precision="fp16",
              stage_precisions=("int8", "fp16", "fp16"))
@@ -88,6 +91,7 @@ def test_simulated_precisions_are_predicted_and_said_so(setup, tmp_path):
     assert r.dense_weight_bytes < 0.55 * ref.dense_weight_bytes
 
 
+@pytest.mark.slow
 def test_qat_and_hints_run_and_are_recorded(setup, tmp_path):
     r = _run(setup, tmp_path, precision="int8", qat=True, act_symmetric=True, hint_weight=0.5)
     assert r.hint_applied and r.stage_seconds["qat"] > 0
@@ -98,6 +102,7 @@ def test_qat_and_hints_run_and_are_recorded(setup, tmp_path):
     assert zero_points and all(int(z) == 0 for z in zero_points)
 
 
+@pytest.mark.slow
 def test_artifact_tensor_names_are_compact_and_the_file_is_what_was_scored(setup, tmp_path):
     data, _, _ = setup
     r = _run(setup, tmp_path, precision="int8")
@@ -108,6 +113,7 @@ def test_artifact_tensor_names_are_compact_and_the_file_is_what_was_scored(setup
     assert float(np.mean(preds == data.val.y.numpy())) == r.accuracy
 
 
+@pytest.mark.slow
 def test_reduce_range_candidates_ship_seven_bit_weights(setup, tmp_path):
     r = _run(setup, tmp_path, precision="int8", reduce_range=True)
     assert r.quantization["reduce_range"] is True

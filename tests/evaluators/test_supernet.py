@@ -152,6 +152,7 @@ def test_candidate_outside_the_supernet_is_refused():
         net.extract(candidate("w0.5:ir_k3_e3_r3_s1_c8,ds_k3_r1_s2_c16,ds_k3_r1_s1_c16"))
 
 
+@pytest.mark.slow
 def test_supernet_cache_is_reused(tmp_path, digits16):
     teacher = label_teacher(digits16)
     settings = SupernetSettings(epochs=1, random_subnets=0)
@@ -169,6 +170,7 @@ def test_supernet_cache_is_reused(tmp_path, digits16):
     assert other.trained_now and len(list(tmp_path.glob("supernet-*.pt"))) == 2
 
 
+@pytest.mark.slow
 def test_inherited_student_beats_random_init_after_the_same_short_finetune(digits16):
     teacher = label_teacher(digits16)
     space = parse_space({

@@ -1,5 +1,6 @@
 """Channels-last training: the same training, a faster layout, and the layout is undone."""
 
+import pytest
 import torch
 
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
@@ -16,6 +17,7 @@ def _student() -> torch.nn.Module:
     return build_student(cand, 1, 10)
 
 
+@pytest.mark.slow
 def test_channels_last_trains_the_same_model_and_hands_it_back_contiguous():
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(192, 1, 16, 16, generator=gen), torch.randint(0, 10, (192,), generator=gen)

@@ -231,6 +231,7 @@ def test_microcontroller_rejects_what_does_not_fit(tmp_path):
     assert any("storage" in p for p in predict_latency(heavy, mcu).memory_problems)
 
 
+@pytest.mark.slow
 def test_calibrate_then_load_round_trip(tmp_path):
     """A reduced micro-benchmark set (one sampled network, timed at its own mixed precisions):
     the written file loads, and predicts what the fit does."""

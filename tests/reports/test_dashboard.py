@@ -223,6 +223,7 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, cwd=cwd, timeout=60)
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_missing_study_and_a_busy_port(tmp_path, run_dir):
     result = _cli("--study", "ghost", "--run-dir", str(tmp_path / "nothing"), cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""

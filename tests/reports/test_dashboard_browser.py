@@ -25,6 +25,8 @@ import pytest
 from edgeshrink.search.runner import SearchOptions, run_search
 from edgeshrink.search.study import create_or_resume_study, load_existing_study
 
+pytestmark = pytest.mark.browser
+
 SCREENSHOT = Path("/tmp/dashboard.png")
 WAIT_S = 60
 

@@ -114,6 +114,7 @@ def real_study(tmp_path_factory, teacher_dir):
     return study, run_dir
 
 
+@pytest.mark.slow
 def test_export_writes_the_measured_artifact_and_its_proof(real_study, tmp_path, digits16):
     study, run_dir = real_study
     out = tmp_path / "model"
@@ -143,6 +144,7 @@ def test_export_writes_the_measured_artifact_and_its_proof(real_study, tmp_path,
     assert f"{test_acc:.4f}" in card
 
 
+@pytest.mark.slow
 def test_export_refuses_an_artifact_that_does_not_reproduce(real_study, tmp_path):
     study, run_dir = real_study
     tampered = tmp_path / "run"
@@ -211,6 +213,7 @@ def test_cli_latency_budget_without_a_fit_fails_and_writes_nothing(real_study, t
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_build_from_config_reproduces_the_exported_model(real_study, tmp_path, teacher_dir):
     study, run_dir = real_study
     exported = tmp_path / "exported"

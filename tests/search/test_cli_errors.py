@@ -14,6 +14,7 @@ def _run(*args, cwd):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -41,6 +42,7 @@ def test_bad_input_gives_one_clear_line(tmp_path, args, message):
     assert not (tmp_path / "run" / "trials").exists()
 
 
+@pytest.mark.slow
 def test_invalid_space_values_are_named(tmp_path):
     space = tmp_path / "space.yaml"
     space.write_text(
@@ -54,6 +56,7 @@ def test_invalid_space_values_are_named(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_report_on_unknown_study_in_existing_storage(tmp_path):
     import optuna
 
@@ -146,6 +149,7 @@ def _bad_precision_space(tmp_path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -184,6 +188,7 @@ def test_bad_input_leaves_existing_results_untouched(existing, tmp_path, args, m
     assert not (tmp_path / "OUT").exists()
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(existing, tmp_path):
     result = _run("--debug", "report", "--study", "ghost", "--run-dir", str(existing),
                   cwd=tmp_path)
@@ -191,6 +196,7 @@ def test_debug_shows_the_traceback(existing, tmp_path):
     assert "EdgeshrinkError: no study named 'ghost'" in result.stderr
 
 
+@pytest.mark.slow
 def test_dashboard_port_already_in_use(existing, tmp_path):
     import socket
 
@@ -240,6 +246,7 @@ def read_only(existing, tmp_path):
                 path.chmod(0o755)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["search", "report", "export"])
 def test_read_only_output_directory(read_only, command):
     ro, rw = read_only / "ro" / "run", read_only / "rw" / "run"

@@ -239,6 +239,7 @@ choices: {block: [ir_k3_e3, ds_k3], sparsity: {low: 0.0, high: 0.5}, precision: 
 """
 
 
+@pytest.mark.slow
 def test_three_objective_search_report_and_knee_export(tmp_path, seeded_run_dir, capsys):
     run_dir = seeded_run_dir
     space = tmp_path / "space.yaml"

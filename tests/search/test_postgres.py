@@ -17,6 +17,8 @@ from edgeshrink.search import stale
 from edgeshrink.search.study import load_existing_study, open_storage
 from edgeshrink.search.workers import LOCK_FILE, OPTIONS_ATTR, STORAGE_ENV
 
+pytestmark = pytest.mark.postgres
+
 
 def _published(url: str, name: str) -> bool:
     try:

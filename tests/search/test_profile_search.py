@@ -26,6 +26,7 @@ def _search(tmp_path, teacher_dir, name: str, profile: str, trials: int = 3, see
                                     profile=profile, **TINY)), run_dir
 
 
+@pytest.mark.slow
 def test_pi_latency_is_the_latency_model_on_the_exported_file(tmp_path, teacher_dir):
     study, run_dir = _search(tmp_path, teacher_dir, "pi", "raspberry-pi-4")
     pi = load_profile("raspberry-pi-4")
@@ -42,6 +43,7 @@ def test_pi_latency_is_the_latency_model_on_the_exported_file(tmp_path, teacher_
     assert not (run_dir / "gauge.onnx").exists()  # nothing is timed for a predicted profile
 
 
+@pytest.mark.slow
 def test_device_without_fp32_only_samples_what_it_runs(tmp_path, teacher_dir, capsys):
     study, _ = _search(tmp_path, teacher_dir, "tpu", "coral-edge-tpu", trials=2)
     assert "cannot run fp32: not sampled" in capsys.readouterr().out
@@ -50,6 +52,7 @@ def test_device_without_fp32_only_samples_what_it_runs(tmp_path, teacher_dir, ca
                for t in study.trials)
 
 
+@pytest.mark.slow
 def test_candidate_that_overflows_device_memory_is_infeasible(tmp_path, teacher_dir):
     """A made-up microcontroller with 2 KiB of RAM: no student's activations fit in it."""
     src = (resources.files("edgeshrink.hardware_profiles") / "profiles" / "stm32h7.toml")

@@ -28,6 +28,7 @@ def finished(tmp_path_factory, teacher_dir):
     return study, run_dir
 
 
+@pytest.mark.slow
 def test_metrics_come_from_the_exported_file(finished, digits16):
     study, _ = finished
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -60,6 +61,7 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
     assert study.user_attrs["setup"]["cpu"]["model"] == host_cpu().model
 
 
+@pytest.mark.slow
 def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
     study, run_dir = finished
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
@@ -84,6 +86,7 @@ def test_pareto_csv_holds_exactly_the_non_dominated_trials(finished):
     assert "plotly" in html and complete[0].user_attrs["arch"] in html
 
 
+@pytest.mark.slow
 def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
     study, run_dir = finished
     before = {t.number: (t.values, t.params) for t in study.trials}
@@ -98,6 +101,7 @@ def test_resume_keeps_earlier_trials_and_does_not_repeat_them(finished):
     assert json.loads((run_dir / "teacher" / "teacher.json").read_text())["key"]
 
 
+@pytest.mark.slow
 def test_constraints_are_real_optuna_constraints(seeded_run_dir):
     # Without early abort: with it, the latency preview would stop these trials before training
     # (tests/search/test_early_stop.py).
@@ -111,6 +115,7 @@ def test_constraints_are_real_optuna_constraints(seeded_run_dir):
     assert len(study.trials) == 2 and all(t.values for t in study.trials)
 
 
+@pytest.mark.slow
 def test_failing_trial_is_recorded_and_the_study_goes_on(seeded_run_dir, monkeypatch):
     from edgeshrink.search import trial as trial_mod
 

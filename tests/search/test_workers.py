@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from procs import CLI, TINY, running_trial_of_other, trials_of, wait_for
@@ -72,6 +73,7 @@ def test_dead_owner_is_failed_and_retried_exactly_once(tmp_path):
     assert not [t for t in study.trials if t.state == TrialState.WAITING]
 
 
+@pytest.mark.slow
 def test_concurrent_first_starts_train_the_teacher_once(tmp_path):
     script = textwrap.dedent(f"""
         from pathlib import Path
@@ -98,6 +100,7 @@ def _states(trials):
     return [t.state for t in trials]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_trial_then_same_command_finishes_the_study(seeded_run_dir):
     cmd = [*CLI, "search", "--study", "k", "--run-dir", str(seeded_run_dir), "--trials", "3",
            *TINY]
@@ -136,6 +139,7 @@ def test_sigkill_mid_trial_then_same_command_finishes_the_study(seeded_run_dir):
     assert "interrupted" in rows[victim.number]["error"]
 
 
+@pytest.mark.slow
 def test_jobs_share_one_study_and_survive_a_killed_worker(seeded_run_dir):
     cmd = [*CLI, "search", "--study", "j", "--run-dir", str(seeded_run_dir), "--trials", "6",
            "--jobs", "2", *TINY]

@@ -129,6 +129,7 @@ def _weight_dq(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
             and producer[n.input[1]].op_type == "DequantizeLinear"}
 
 
+@pytest.mark.slow
 def test_int8_per_channel_stays_within_a_point_of_fp32(trained, tmp_path):
     _, data, _, fp32_acc = trained
     path, model, report = _quantized(trained, tmp_path, QuantPlan("int8"))
@@ -372,6 +373,7 @@ def test_module_scopes_match_the_exported_node_names(trained):
         7, None, 4]
 
 
+@pytest.mark.slow
 def test_qat_at_int4_beats_or_matches_ptq_on_the_onnxruntime_grid(trained, tmp_path):
     model, data, fp32, fp32_acc = trained
     calib = _calibration(data)
