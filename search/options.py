@@ -50,7 +50,7 @@ class SearchOptions:
     early_stop: bool = True  # abort hopeless trials after an epoch (search/early_stop.py)
     train_threads: int | None = None  # torch threads per trial; None keeps torch's default
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
-    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet.py)
+    weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet/)
     channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
 
 
