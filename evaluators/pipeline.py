@@ -22,6 +22,7 @@ from edgeshrink.evaluators.artifact import (
     quant_plan,
     quantize_artifact,
 )
+from edgeshrink.evaluators.base_model import FINETUNE_LR_SCALE, base_quant_plan, prepare_base
 from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
@@ -35,14 +36,23 @@ from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.graph_stats import graph_stats
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
+from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
 from edgeshrink.spaces.distillation import distillation_loss
-from edgeshrink.spaces.pruning.methods import PruneContext, prune_model, weight_sparsity
+from edgeshrink.spaces.families import AnyCandidate, family_of
+from edgeshrink.spaces.pruning.methods import (
+    PruneContext,
+    PruneReport,
+    prune_model,
+    weight_sparsity,
+)
 from edgeshrink.spaces.quantization.fake_quant import finish_qat, prepare_qat, qat_bits
+from edgeshrink.spaces.quantization.plan import QuantPlan
 
 ARTIFACT = "model.onnx"
+PRUNING_PLAN = "pruning_plan.json"  # base family: the channels each pruning step removed
 
 
 @dataclass
@@ -83,6 +93,9 @@ class EvaluationResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     cpu: dict[str, Any] = field(default_factory=dict)  # the scoring machine (hardware_profiles.cpu)
+    family: str = "student"  # spaces.families.FAMILIES
+    # base family: output channels kept / total per stage group (evaluators.base_model)
+    channel_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,7 +111,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def evaluate_candidate(
-    candidate: Candidate,
+    candidate: AnyCandidate,
     data: DataSplits,
     teacher: Teacher,
     profile: Profile,
@@ -110,6 +123,7 @@ def evaluate_candidate(
     supernet: SuperNet | None = None,
     on_preview: Callable[[float, str], None] | None = None,
     accuracy_method: str | None = None,
+    replay: list[list[tuple[str, list[int]]]] | None = None,
 ) -> EvaluationResult:
     """Every metric returned is read off the file written to ``out_dir/model.onnx``.
 
@@ -120,6 +134,9 @@ def evaluate_candidate(
     ``on_preview(latency_ms, method)`` sees the latency the artifact will have, previewed on the
     untrained student before any training (stage "preview"), and may raise to abort then; it is
     not called where the profile makes latency depend on trained weights (``preview_blocker``).
+    A base candidate (the user's own model, ``BaseCandidate``) is pruned and distilled by
+    :mod:`.base_model` instead of trained; ``replay`` is its recorded channel plan
+    (``pruning_plan.json``), which a build applies without ranking channels again.
     ``accuracy_method`` defaults to the profile's (``int8_arithmetic``): the device's int8
     arithmetic on a predicted profile, this machine's kernels on a measured one.
     """
@@ -127,35 +144,20 @@ def evaluate_candidate(
     accuracy_method = accuracy_method or arithmetic.accuracy_method
     timer = _StageTimer()
     preview = None
-    if on_preview is not None and preview_blocker(candidate, profile) is None:
+    if (on_preview is not None and isinstance(candidate, Candidate)
+            and preview_blocker(candidate, profile) is None):
         with timer("preview"):
             preview = preview_latency(candidate, data, profile, out_dir.parent, settings, gauge)
         on_preview(preview.latency_ms, preview.method)
-    torch.manual_seed(seed)
-    model = build_student(candidate, data.in_channels, data.num_classes)
-    epochs = settings.epochs
-    if supernet is not None:
-        prepare_inherited(model, supernet, data.train.x, seed)
-        epochs = supernet.settings.finetune_epochs
-
-    def after_epoch(epoch: int) -> None:
-        on_epoch(epoch, model_accuracy(model, data.val.x, data.val.y))
-
-    with timer("distill"):
-        hint = None
-        if candidate.hint_weight > 0:
-            targets = teacher_hints(teacher.model, data.train.x)
-            hint = Hint(targets, candidate.hint_weight) if targets is not None else None
-        train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
-                        epochs=epochs, settings=settings,
-                        temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
-                        after_epoch=after_epoch if on_epoch else None, hint=hint)
-    with timer("prune"):
-        pruning = prune_model(model, candidate.pruning, candidate.sparsity, candidate.importance,
-                              _prune_context(candidate, data, teacher, profile, settings, seed))
+    if isinstance(candidate, BaseCandidate):
+        with timer("prune"):  # with the fine-tunes that follow each pruning step
+            prepared = _prepare_base(candidate, data, teacher, profile, settings, seed, replay)
+    else:
+        prepared = _prepare_student(candidate, data, teacher, profile, settings, seed, timer,
+                                    on_epoch, supernet)
+    model, pruning, plan = prepared.model, prepared.pruning, prepared.plan
     sparsity = weight_sparsity(model)
     float_weights = model.state_dict()  # weights.pt: before BatchNorm folding and QAT
-    plan = quant_plan(candidate, model)
     with timer("qat"):
         if candidate.qat and set(plan.precisions) & {"int8", "int4"}:
             # Fake-quantized fine-tune on folded weights, at the grid onnxruntime then stores.
@@ -163,7 +165,7 @@ def evaluate_candidate(
             train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                             epochs=max(1, settings.finetune_epochs), settings=settings,
                             temperature=candidate.temperature, alpha=candidate.alpha,
-                            seed=seed + 100, lr=settings.lr * 0.1)
+                            seed=seed + 100, lr=settings.lr * prepared.qat_lr_scale)
             model = finish_qat(model)
         else:
             model = fold_batchnorm(model)  # what a deployment runtime does before quantizing
@@ -187,6 +189,8 @@ def evaluate_candidate(
             gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))
             sizes = weight_sizes(artifact)
         (work / "candidate.json").write_text(candidate.to_json())
+        if pruning.plan:  # which channels went: `edgeshrink build` replays it
+            (work / PRUNING_PLAN).write_text(json.dumps(pruning.plan))
 
     result = EvaluationResult(
         accuracy=accuracy,
@@ -214,16 +218,70 @@ def evaluate_candidate(
         peak_activation_bytes=latency.peak_activation_bytes,
         memory_problems=list(latency.memory_problems),
         memory_overflow=latency.memory_overflow,
-        pruning=asdict(pruning),
+        pruning={k: v for k, v in asdict(pruning).items() if k != "plan"} | prepared.extra,
         quantization=asdict(quant),
-        hint_applied=hint is not None,
+        hint_applied=prepared.hint is not None,
         preview_latency_ms=None if preview is None else preview.latency_ms,
         stage_seconds=timer.seconds,
         versions=tool_versions(),
         cpu=arithmetic.cpu.to_dict(),
+        family=family_of(candidate),
+        channel_groups=prepared.channel_groups,
     )
     atomic_write_text(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
     return result
+
+
+@dataclass
+class _Prepared:
+    """A family's model ready for the shared tail: trained, pruned, with its precision plan."""
+
+    model: torch.nn.Module
+    pruning: PruneReport
+    plan: QuantPlan
+    hint: Hint | None = None
+    qat_lr_scale: float = 0.1
+    extra: dict[str, Any] = field(default_factory=dict)  # recorded under the trial's "pruning"
+    channel_groups: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _prepare_student(candidate: Candidate, data: DataSplits, teacher: Teacher, profile: Profile,
+                     settings: TrainSettings, seed: int, timer: _StageTimer,
+                     on_epoch: Callable[[int, float], None] | None,
+                     supernet: SuperNet | None) -> _Prepared:
+    torch.manual_seed(seed)
+    model = build_student(candidate, data.in_channels, data.num_classes)
+    epochs = settings.epochs
+    if supernet is not None:
+        prepare_inherited(model, supernet, data.train.x, seed)
+        epochs = supernet.settings.finetune_epochs
+
+    def after_epoch(epoch: int) -> None:
+        on_epoch(epoch, model_accuracy(model, data.val.x, data.val.y))
+
+    with timer("distill"):
+        hint = None
+        if candidate.hint_weight > 0:
+            targets = teacher_hints(teacher.model, data.train.x)
+            hint = Hint(targets, candidate.hint_weight) if targets is not None else None
+        train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
+                        epochs=epochs, settings=settings,
+                        temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
+                        after_epoch=after_epoch if on_epoch else None, hint=hint)
+    with timer("prune"):
+        pruning = prune_model(model, candidate.pruning, candidate.sparsity, candidate.importance,
+                              _prune_context(candidate, data, teacher, profile, settings, seed))
+    return _Prepared(model, pruning, quant_plan(candidate, model), hint)
+
+
+def _prepare_base(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, profile: Profile,
+                  settings: TrainSettings, seed: int,
+                  replay: list[list[tuple[str, list[int]]]] | None) -> _Prepared:
+    base = prepare_base(candidate, data, teacher, profile, settings, seed, replay)
+    extra = {"unstructured": base.sparsity} if base.sparsity else {}
+    return _Prepared(base.model, base.pruning, base_quant_plan(candidate, base.model, base.groups),
+                     qat_lr_scale=FINETUNE_LR_SCALE * 0.5, extra=extra,
+                     channel_groups=base.channel_groups)
 
 
 def _prune_context(candidate: Candidate, data: DataSplits, teacher: Teacher, profile: Profile,

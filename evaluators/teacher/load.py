@@ -27,31 +27,31 @@ from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.teacher.builtin import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.training import predict_logits
+from edgeshrink.spaces.base_model.load import GreyToRGB, build_model, first_line, fit_input
+from edgeshrink.spaces.base_model.spec import ModelSpec, torchvision_archs
+
+__all__ = ["TRAINED_HERE", "GreyToRGB", "TeacherSpec", "describe_teacher", "first_line",
+           "load_teacher", "parse_teacher", "teacher_spec_of_model"]
 
 TRAINED_HERE = "trained here (TeacherCNN)"
 
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    form: str  # registry key: "torchscript", "onnx" or "torchvision"
-    path: str  # absolute
-    arch: str | None = None  # torchvision architecture, for the "torchvision" form
+    form: str  # registry key of TEACHER_FORMS
+    path: str  # absolute; "" for a factory that loads its own weights
+    arch: str | None = None  # torchvision architecture, or "module:factory" for "factory"
 
     @property
     def label(self) -> str:
         """The ``--teacher`` value that names this teacher again: stored with the study."""
-        return f"{self.arch}:{self.path}" if self.arch else self.path
+        return ":".join(part for part in (self.arch, self.path) if part)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:300] if text else type(exc).__name__
-
-
-def _torchvision_archs() -> list[str]:
-    import torchvision
-
-    return torchvision.models.list_models(module=torchvision.models)
+def teacher_spec_of_model(spec: ModelSpec) -> TeacherSpec:
+    """``--model`` as the teacher of every candidate when no ``--teacher`` is given."""
+    head = spec.arch if spec.form == "torchvision" else spec.factory
+    return TeacherSpec(spec.form, spec.weights or "", head)
 
 
 def _existing(path: str, what: str) -> str:
@@ -67,7 +67,7 @@ def parse_teacher(text: str | None) -> TeacherSpec | None:
         return None
     arch, sep, weights = text.partition(":")
     if sep and not Path(text).exists():
-        if arch not in _torchvision_archs():
+        if arch not in torchvision_archs():
             raise EdgeshrinkError(
                 f"--teacher {text!r}: {arch!r} is not a torchvision classification architecture "
                 "(see torchvision.models.list_models()); write e.g. resnet18:weights.pt"
@@ -108,17 +108,6 @@ class OnnxTeacher(nn.Module):
         return torch.from_numpy(np.concatenate(outs))
 
 
-class GreyToRGB(nn.Module):
-    """Repeat a one-channel image to three, for a teacher that expects RGB."""
-
-    def __init__(self, inner: nn.Module):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x.expand(-1, 3, -1, -1))
-
-
 def _load_torchscript(spec: TeacherSpec, data: DataSplits) -> nn.Module:
     try:
         with warnings.catch_warnings():
@@ -126,7 +115,7 @@ def _load_torchscript(spec: TeacherSpec, data: DataSplits) -> nn.Module:
             return torch.jit.load(spec.path, map_location="cpu")
     except RuntimeError as exc:
         raise EdgeshrinkError(
-            f"{spec.path} is not a TorchScript file ({_first_line(exc)[:120]}); for a state "
+            f"{spec.path} is not a TorchScript file ({first_line(exc)[:120]}); for a state "
             f"dict pass ARCH:{spec.path}, e.g. resnet18:{spec.path}"
         ) from None
 
@@ -135,77 +124,31 @@ def _load_onnx(spec: TeacherSpec, data: DataSplits) -> nn.Module:
     try:
         return OnnxTeacher(spec.path)
     except Exception as exc:  # noqa: BLE001 - onnxruntime's own exception types
-        raise EdgeshrinkError(f"cannot load ONNX teacher {spec.path}: {_first_line(exc)}") from None
-
-
-def _head_weight(model: nn.Module) -> str | None:
-    """Name of the classifier's weight: the last Linear (or, failing that, the last Conv2d)."""
-    linear = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    conv = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
-    names = linear or conv
-    return f"{names[-1]}.weight" if names else None
+        raise EdgeshrinkError(f"cannot load ONNX teacher {spec.path}: {first_line(exc)}") from None
 
 
 def _load_torchvision(spec: TeacherSpec, data: DataSplits) -> nn.Module:
-    import torchvision
+    model_spec = ModelSpec("torchvision", spec.path, arch=spec.arch)
+    return build_model(model_spec, data.num_classes, what="teacher")
 
-    try:
-        state: Any = torch.load(spec.path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - unpickling refusals and damaged files alike
-        raise EdgeshrinkError(f"cannot load state dict {spec.path} with weights_only=True: "
-                              f"{_first_line(exc)[:160]}") from None
-    if isinstance(state, dict):
-        wrapped = [k for k in ("state_dict", "model", "model_state_dict")
-                   if isinstance(state.get(k), dict)]
-        state = state[wrapped[0]] if wrapped else state
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise EdgeshrinkError(f"{spec.path} is not a state dict (a mapping of names to tensors)")
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    model = torchvision.models.get_model(spec.arch, weights=None, num_classes=data.num_classes)
-    head = _head_weight(model)
-    if head in state and state[head].shape[0] != data.num_classes:
-        raise _mismatch(spec.label, state[head].shape[0], data.num_classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise EdgeshrinkError(f"{spec.path} does not fit torchvision {spec.arch}: "
-                              f"{_first_line(exc)}") from None
-    return model
+
+def _load_factory(spec: TeacherSpec, data: DataSplits) -> nn.Module:
+    """A ``--model module:factory[:WEIGHTS]`` used as its own teacher (self-distillation)."""
+    model_spec = ModelSpec("factory", spec.path or None, factory=spec.arch)
+    return build_model(model_spec, data.num_classes, what="teacher")
 
 
 TEACHER_FORMS: dict[str, Callable[[TeacherSpec, DataSplits], nn.Module]] = {
     "torchscript": _load_torchscript,
     "onnx": _load_onnx,
     "torchvision": _load_torchvision,
+    "factory": _load_factory,
 }
-
-
-def _mismatch(label: str, outputs: int, classes: int) -> EdgeshrinkError:
-    return EdgeshrinkError(f"teacher {label} outputs {outputs} logits per image but the data has "
-                           f"{classes} classes; pass a teacher trained on these classes")
 
 
 def _fit_input(model: nn.Module, data: DataSplits, label: str) -> nn.Module:
     """Check the teacher runs on the data's images and returns one logit per class."""
-    sample = data.train.x[:2]
-    tries = [model, GreyToRGB(model)] if data.in_channels == 1 else [model]
-    errors: list[Exception] = []
-    for candidate in tries:
-        try:
-            with torch.no_grad():
-                out = candidate.eval()(sample)
-        except Exception as exc:  # noqa: BLE001 - any framework's shape complaint
-            errors.append(exc)
-            continue
-        if not isinstance(out, torch.Tensor) or out.ndim != 2:
-            raise EdgeshrinkError(f"teacher {label} must return one logits tensor "
-                                  f"[batch, classes]; it returned {type(out).__name__}")
-        if out.shape[1] != data.num_classes:
-            raise _mismatch(label, out.shape[1], data.num_classes)
-        return candidate
-    res = data.resolution
-    raise EdgeshrinkError(f"teacher {label} cannot run on the data's images [batch, "
-                          f"{data.in_channels}, {res}, {res}]: {_first_line(errors[0])[:200]}")
+    return fit_input(model, data.train.x[:2], data.num_classes, label, what="teacher")
 
 
 # ---------------------------------------------------------------- loading, with cached logits
@@ -238,7 +181,8 @@ def load_teacher(spec: TeacherSpec | None, data: DataSplits, cache_dir: Path,
             return load_or_train_teacher(data, cache_dir, seed=seed)
         model = _fit_input(TEACHER_FORMS[spec.form](spec, data), data, spec.label)
         key = hashlib.sha256(
-            f"{spec.form}|{spec.arch}|{_file_digest(spec.path)}|{data.fingerprint()}".encode()
+            f"{spec.form}|{spec.arch}|{_file_digest(spec.path) if spec.path else ''}|"
+            f"{data.fingerprint()}".encode()
         ).hexdigest()[:16]
         path = cache_dir / f"logits-{key}.pt"
         if path.is_file():

@@ -12,9 +12,10 @@ import numpy as np
 from edgeshrink.core.atomic import atomic_path
 from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.teacher.builtin import Teacher
-from edgeshrink.evaluators.teacher.load import TRAINED_HERE, GreyToRGB, TeacherSpec, _first_line
+from edgeshrink.evaluators.teacher.load import TRAINED_HERE, TeacherSpec
 from edgeshrink.hardware_profiles.gauge import Gauge
 from edgeshrink.hardware_profiles.registry import Profile
+from edgeshrink.spaces.base_model.load import GreyToRGB, first_line
 
 
 def _teacher_onnx(teacher: Teacher, spec: TeacherSpec | None, data: DataSplits,
@@ -52,7 +53,7 @@ def teacher_reference(teacher: Teacher, spec: TeacherSpec | None, data: DataSpli
         latency = device_latency(path, sample, profile, gauge)
         stats = graph_stats(path)
     except Exception as exc:  # noqa: BLE001 - the reference is informative, never fatal
-        ref["latency_error"] = f"{type(exc).__name__}: {_first_line(exc)[:200]}"
+        ref["latency_error"] = f"{type(exc).__name__}: {first_line(exc)[:200]}"
         return ref
     ref.update(latency_ms=latency.median_ms, latency_p90_ms=latency.p90_ms,
                latency_method=latency.method, params=stats.params, macs=stats.macs,

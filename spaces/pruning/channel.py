@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
@@ -74,6 +76,48 @@ def _pruner_class() -> type:
     return KeepSomeChannels
 
 
+@contextlib.contextmanager
+def _tolerate_channel_shuffles(unsafe: set[Any]) -> Iterator[None]:
+    """torch_pruning 1.6 cannot map channels through a reshape that splits the channel axis
+    (ShuffleNet's channel shuffle, ``view(b, groups, c // groups, h, w)``): building the graph
+    divides by zero. Such a reshape is recorded in ``unsafe`` instead, and every group that
+    crosses it is left unpruned (``_crosses``): the channels inside the branches still go."""
+    mapping = importlib.import_module("torch_pruning.dependency.index_mapping")
+    original = mapping.update_reshape_index_mapping
+
+    def guarded(graph: Any, node: Any) -> None:
+        try:
+            original(graph, node)
+        except ZeroDivisionError:
+            unsafe.add(node)
+
+    mapping.update_reshape_index_mapping = guarded
+    try:
+        yield
+    finally:
+        mapping.update_reshape_index_mapping = original
+
+
+def _crosses(group: Any, unsafe: set[Any]) -> bool:
+    return any(dep.source in unsafe or dep.target in unsafe for dep, _ in group)
+
+
+def _unmappable(model: nn.Module, example_input: Any, roots: list[nn.Module],
+                unsafe: set[Any]) -> list[nn.Module]:
+    """Layers whose output channels torch_pruning cannot follow (through a channel shuffle, or
+    a split after one): they keep their outputs, so no group that crosses them is built."""
+    graph = _tp().DependencyGraph().build_dependency(model, example_inputs=example_input)
+    out = []
+    for layer in roots:
+        try:
+            fn = graph.get_pruner_of_module(layer).prune_out_channels
+            if _crosses(graph.get_pruning_group(layer, fn, [0]), unsafe):
+                out.append(layer)
+        except (IndexError, ValueError, ZeroDivisionError):
+            out.append(layer)
+    return out
+
+
 def _layers(model: nn.Module) -> dict[str, nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
 
@@ -91,7 +135,15 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 class ChannelPruner:
     """Removes channels over ``steps`` steps (torch_pruning's linear schedule), re-ranking them
-    on the fine-tuned weights (and fresh gradients, for Taylor) before each step."""
+    on the fine-tuned weights (and fresh gradients, for Taylor) before each step.
+
+    Every step's removed channels are recorded (``plan``: per step, the root layer of each
+    coupled group and the indices it lost), so a build can replay them without ranking
+    (``PruneContext.replay``). ``PruneContext.layer_ratios`` overrides the ratio per module
+    subtree (a stage group's scale). After each step the model must still run and return the
+    same output shape; a network whose coupling torch_pruning misreads is refused, naming the
+    layer that fails, rather than exported half-pruned.
+    """
 
     def __init__(self, model: nn.Module, sparsity: float, importance: str, steps: int,
                  ctx: PruneContext | None):
@@ -105,20 +157,69 @@ class ChannelPruner:
         self._model, self._ctx, self._rank, self._sparsity = model, ctx, rank, sparsity
         layers = _layers(model)
         self._before = {n: m.weight.shape[0] for n, m in layers.items()}
+        self._names = {m: n for n, m in layers.items()}
         classifier = list(layers.values())[-1]
-        with _eval_mode(model):
+        modules = dict(model.named_modules())
+        ratios = {modules[name]: ratio for name, ratio in ctx.layer_ratios.items()}
+        self._unsafe: set[Any] = set()
+        with _eval_mode(model), _tolerate_channel_shuffles(self._unsafe):
+            self._out_shape = tuple(model(ctx.example_input).shape)
+            roots = [m for m in layers.values() if m is not classifier]
+            kept = _unmappable(model, ctx.example_input, roots, self._unsafe)
             self._pruner = _pruner_class()(
                 model, ctx.example_input, importance=rank.build(), pruning_ratio=sparsity,
-                iterative_steps=steps, ignored_layers=[classifier],
-                round_to=max(1, ctx.round_to))
+                pruning_ratio_dict=ratios or None, iterative_steps=steps,
+                ignored_layers=[classifier, *kept], round_to=max(1, ctx.round_to))
         self._prunable = [n for n, m in layers.items() if m is not classifier]
+        self.plan: list[list[tuple[str, list[int]]]] = []
 
     def step(self) -> None:
-        if self._rank.needs_loss:
-            self._model.zero_grad(set_to_none=True)
-            self._ctx.loss_fn(self._model).backward()
-        self._pruner.step()
+        with _tolerate_channel_shuffles(self._unsafe):
+            done = self._step()
+        self.plan.append(done)
         self._model.zero_grad(set_to_none=True)  # stale, wrongly shaped gradients
+        self._check_runs()
+
+    def _step(self) -> list[tuple[str, list[int]]]:
+        done: list[tuple[str, list[int]]] = []
+        if self._ctx.replay is not None:
+            graph = self._pruner.DG
+            for name, idxs in self._ctx.replay[len(self.plan)]:
+                layer = _layers(self._model)[name]
+                fn = graph.get_pruner_of_module(layer).prune_out_channels
+                graph.get_pruning_group(layer, fn, list(idxs)).prune()
+                done.append((name, list(idxs)))
+        else:
+            if self._rank.needs_loss:
+                self._model.zero_grad(set_to_none=True)
+                self._ctx.loss_fn(self._model).backward()
+            self._pruner.current_step += 1
+            for group in self._pruner._prune():  # step(interactive=True), minus its counter
+                if _crosses(group, self._unsafe):
+                    continue
+                dep, idxs = group[0]
+                done.append((self._names[dep.target.module], sorted(int(i) for i in idxs)))
+                group.prune()
+        return done
+
+    def _check_runs(self) -> None:
+        last: list[str] = []
+        hooks = [m.register_forward_pre_hook(lambda _m, _a, n=n: last.append(n))
+                 for n, m in self._model.named_modules() if n]
+        try:
+            with _eval_mode(self._model), torch.no_grad():
+                out = self._model(self._ctx.example_input)
+            if tuple(out.shape) != self._out_shape:
+                raise ValueError(f"output shape {tuple(out.shape)} != {self._out_shape}")
+        except Exception as exc:  # noqa: BLE001 - whatever the broken graph raises
+            where = last[-1] if last else "the model's forward"
+            raise EdgeshrinkError(
+                f"cannot prune this network's channels safely: layer {where!r} fails after "
+                f"pruning ({' '.join(str(exc).split())[:160]}); use unstructured pruning"
+            ) from None
+        finally:
+            for hook in hooks:
+                hook.remove()
 
     def details(self) -> dict[str, Any]:
         after = {n: m.weight.shape[0] for n, m in _layers(self._model).items()}
@@ -129,4 +230,5 @@ class ChannelPruner:
             "achieved_sparsity": 1 - after_total / before_total if before_total else 0.0,
             "channels": {n: (self._before[n], after[n]) for n in self._prunable
                          if after[n] != self._before[n]},
+            "plan": self.plan,
         }

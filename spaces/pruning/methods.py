@@ -51,6 +51,10 @@ class PruneContext:
     finetune: Callable[[nn.Module], None] | None = None
     steps: int = 2
     round_to: int = 1
+    # channel: ratio per module subtree (name -> fraction removed), overriding ``sparsity``
+    layer_ratios: dict[str, float] = field(default_factory=dict)
+    # channel: the ``PruneReport.plan`` of an earlier run, replayed without ranking
+    replay: list[list[tuple[str, list[int]]]] | None = None
 
 
 @dataclass
@@ -72,6 +76,8 @@ class PruneReport:
     channels: dict[str, tuple[int, int]] = field(default_factory=dict)  # out channels before/after
     semi_structured_layers: list[str] = field(default_factory=list)  # follow 2:4
     dense_layers: list[str] = field(default_factory=list)  # semi_2_4: not eligible, left dense
+    # channel: per step, (root layer, removed output indices) of each group; replayable
+    plan: list[list[tuple[str, list[int]]]] = field(default_factory=list)
 
 
 class Pruner(Protocol):
