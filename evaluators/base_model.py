@@ -19,6 +19,7 @@ from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.base_model.groups import StageGroup, group_of_layer, stage_groups
 from edgeshrink.spaces.base_model.load import build_model, fit_input
+from edgeshrink.spaces.base_model.spec import ModelSpec
 from edgeshrink.spaces.distillation import distillation_loss
 from edgeshrink.spaces.pruning.methods import PruneContext, PruneReport, prune_model
 from edgeshrink.spaces.quantization.fake_quant import onnx_scope
@@ -43,6 +44,12 @@ def load_base(candidate: BaseCandidate, data: DataSplits) -> nn.Module:
                               f"the data is {data.resolution} px")
     model = build_model(candidate.model, data.num_classes)
     return fit_input(model, data.train.x[:2], data.num_classes, candidate.model.label)
+
+
+def check_base_model(spec: ModelSpec, data: DataSplits) -> None:
+    """Rebuild the model once and run it on two images: every refusal is one line."""
+    build = build_model(spec, data.num_classes)
+    fit_input(build, data.train.x[:2], data.num_classes, spec.label)
 
 
 def _context(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, settings: TrainSettings,

@@ -2,8 +2,12 @@
 
 Column order is part of the contract: the fixed head, then one column per sampled choice, then
 the tail. ``energy_mj`` joins the head (after ``latency_p90_ms``) only in studies that record
-energy, so host studies keep their columns. Missing values stay NaN/<NA> (empty in CSV) so nobody
-mistakes a sentinel for data.
+energy, so host studies keep their columns. ``family`` ("base": the user's own model compressed;
+"student": a searched network, also what trials of older studies are) closes the status columns;
+in a study with base trials ``acc_vs_base`` and ``speedup_vs_base`` follow it, each trial against
+the uncompressed user model (the COMPLETE trial marked ``reference == "base"``; NaN until that
+trial completes). The study's ``family`` param is that column, not repeated as a choice. Missing
+values stay NaN/<NA> (empty in CSV) so nobody mistakes a sentinel for data.
 
 The study's objectives (its metric names, e.g. accuracy, latency_ms, energy_mj) travel with the
 frame as ``frame.attrs["objectives"]``; ``pareto`` is the front over all of them, taken from
@@ -35,10 +39,13 @@ METRIC_COLUMNS = (
     "macs",
 )
 COUNT_COLUMNS = ("size_bytes", "params", "nonzero_params", "macs")
-STATUS_COLUMNS = ("feasible", "pareto", "arch")
+STATUS_COLUMNS = ("feasible", "pareto", "arch", "family")
 HEAD_COLUMNS = ("trial", "state", *METRIC_COLUMNS, *STATUS_COLUMNS)
+BASE_COLUMNS = ("acc_vs_base", "speedup_vs_base")  # only in studies with base trials
 TAIL_COLUMNS = ("error", "duration_s")
-_RESERVED = frozenset((*HEAD_COLUMNS, ENERGY_COLUMN, *TAIL_COLUMNS))
+_RESERVED = frozenset((*HEAD_COLUMNS, ENERGY_COLUMN, *BASE_COLUMNS, *TAIL_COLUMNS))
+BASE, STUDENT = "base", "student"
+FAMILY_PARAM = "family"  # sampled only when a study searches both families
 
 
 def feasible(trial: FrozenTrial) -> bool:
@@ -108,14 +115,35 @@ def frame_objectives(frame: pd.DataFrame) -> tuple[str, ...]:
 
 
 def choice_columns(frame: pd.DataFrame) -> list[str]:
-    """The per-choice columns, i.e. everything between ``arch`` and ``error``."""
+    """The per-choice columns, i.e. everything between the status (and base) columns and
+    ``error``."""
     cols = list(frame.columns)
-    return cols[cols.index("arch") + 1 : cols.index("error")]
+    fixed = {"family", *BASE_COLUMNS}
+    return [c for c in cols[cols.index("arch") + 1 : cols.index("error")] if c not in fixed]
+
+
+def base_reference(frame: pd.DataFrame) -> int | None:
+    """Number of the COMPLETE uncompressed-base trial the ``*_vs_base`` columns compare with."""
+    number = frame.attrs.get("base_reference")
+    return None if number is None else int(number)
+
+
+def trial_family(trial: FrozenTrial) -> str:
+    """"base" or "student"; trials of studies from before families count as students."""
+    return str(trial.user_attrs.get("family") or trial.params.get(FAMILY_PARAM) or STUDENT)
+
+
+def _is_reference(trial: FrozenTrial) -> bool:
+    return trial.state == TrialState.COMPLETE and trial.user_attrs.get("reference") == BASE
 
 
 def _choice_name(param: str) -> str:
     # A param that shares a name with a fixed column must not overwrite it.
     return f"param_{param}" if param in _RESERVED else param
+
+
+def _choices(trial: FrozenTrial) -> dict[str, Any]:
+    return {_choice_name(k): v for k, v in trial.params.items() if k != FAMILY_PARAM}
 
 
 def _row(trial: FrozenTrial, metric_names: Sequence[str],
@@ -128,7 +156,8 @@ def _row(trial: FrozenTrial, metric_names: Sequence[str],
         row[col] = values.get(col, attrs.get(col))
     row["feasible"] = feasible(trial)
     row["arch"] = attrs.get("arch")
-    row.update({_choice_name(k): v for k, v in trial.params.items()})
+    row["family"] = trial_family(trial)
+    row.update(_choices(trial))
     row["error"] = attrs.get("error") or trial.system_attrs.get("fail_reason")
     row["duration_s"] = trial.duration.total_seconds() if trial.duration else None
     return row
@@ -161,8 +190,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     names = study_objective_columns(study)
     metrics = _metrics(trials, names)
     rows = [_row(t, names, metrics) for t in trials]
-    choices = list(dict.fromkeys(_choice_name(k) for t in trials for k in t.params))
-    columns = ["trial", "state", *metrics, *STATUS_COLUMNS, *choices, *TAIL_COLUMNS]
+    choices = list(dict.fromkeys(k for t in trials for k in _choices(t)))
+    reference = next((t.number for t in trials if _is_reference(t)), None)
+    has_base = reference is not None or any(r["family"] == BASE for r in rows)
+    base = BASE_COLUMNS if has_base else ()
+    columns = ["trial", "state", *metrics, *STATUS_COLUMNS, *base, *choices, *TAIL_COLUMNS]
     frame = pd.DataFrame(rows, columns=columns)
     frame["trial"] = frame["trial"].astype("int64")
     for col in (*metrics, "duration_s"):
@@ -172,7 +204,24 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     # so a row must also be feasible (hence complete) in this snapshot.
     frame["pareto"] = frame["trial"].isin(front_numbers(study)) & frame["feasible"]
     frame.attrs["objectives"] = names
+    frame.attrs["base_reference"] = reference
+    if base:
+        _compare_to_base(frame, reference)
     return frame
+
+
+def _compare_to_base(frame: pd.DataFrame, reference: int | None) -> None:
+    """Fill ``acc_vs_base`` (accuracy minus the base's) and ``speedup_vs_base`` (base latency /
+    this latency) on COMPLETE rows: what compressing the user's model cost and bought."""
+    frame["acc_vs_base"] = frame["speedup_vs_base"] = np.nan
+    ref = frame[frame["trial"] == reference]
+    if ref.empty:
+        return
+    done = frame["state"] == "COMPLETE"
+    acc, lat = float(ref["accuracy"].iloc[0]), float(ref["latency_ms"].iloc[0])
+    frame.loc[done, "acc_vs_base"] = frame.loc[done, "accuracy"] - acc
+    timed = done & (frame["latency_ms"] > 0)
+    frame.loc[timed, "speedup_vs_base"] = lat / frame.loc[timed, "latency_ms"]
 
 
 def pareto_frame(source: optuna.Study | pd.DataFrame) -> pd.DataFrame:

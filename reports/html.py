@@ -6,6 +6,10 @@ The main plot is always accuracy against latency. A study with more objectives (
 accuracy,latency,energy``) colours the points by the first extra objective and adds one plot of
 accuracy against each extra objective: its front is not a staircase in any 2-D view (a point
 beaten on accuracy and latency may be the most frugal), so no step line is drawn there.
+
+Each point's marker says its family (circle: searched student, diamond: the user's model
+compressed; the uncompressed base model is a star), the y axis starts just below the front
+(outliers pinned to its edge, see ``plotting``) and buttons switch the x axis to a log scale.
 """
 
 from __future__ import annotations
@@ -19,11 +23,25 @@ import plotly.graph_objects as go
 
 from edgeshrink.core.metrics import spec_by_key
 from edgeshrink.reports.frame import (
+    BASE_COLUMNS,
     OBJECTIVES,
+    base_reference,
     choice_columns,
     frame_objectives,
     metric_columns,
     pareto_frame,
+)
+from edgeshrink.reports.plotting import (
+    REFERENCE_NAME,
+    REFERENCE_STYLE,
+    accuracy_range,
+    emphasise,
+    family_counts,
+    family_key,
+    log_buttons,
+    pin,
+    pinned_note,
+    symbols,
 )
 from edgeshrink.reports.reference import compare_to_reference, reference_text, tradeoff_text
 
@@ -62,14 +80,28 @@ def _size(value: Any) -> str:
     return f"{size:.1f} GiB"
 
 
-def _hover(frame: pd.DataFrame, choices: list[str]) -> list[str]:
+def _versus_base(row: dict[str, Any]) -> list[str]:
+    """Family and cost against the base model, in studies that compress the user's model."""
+    if "acc_vs_base" not in row:
+        return []
+    speed, acc = row["speedup_vs_base"], row["acc_vs_base"]
+    gain = "" if _missing(speed) else f", {speed:.2f}x its speed"
+    return [f"family: {row['family']}",
+            *([] if _missing(acc) else [f"vs base model: {acc:+.4f} accuracy{gain}"])]
+
+
+def _hover(frame: pd.DataFrame, choices: list[str], pinned: Any = None) -> list[str]:
     """Per-point hover text; escaped because arch strings and choices end up inside the page."""
     texts = []
-    for row in frame.to_dict("records"):
+    low = [False] * len(frame) if pinned is None else list(pinned)
+    for row, pinned_here in zip(frame.to_dict("records"), low, strict=True):
+        accuracy = (pinned_note(row["accuracy"]) if pinned_here
+                    else f"accuracy: {_fmt(row['accuracy'])}")
         lines = [
             f"trial {row['trial']}",
             _fmt(row["arch"]),
-            f"accuracy: {_fmt(row['accuracy'])}",
+            *_versus_base(row),
+            accuracy,
             f"latency: {_fmt(row['latency_ms'])} ms",
             *([f"energy: {_fmt(row['energy_mj'])} mJ"] if "energy_mj" in row else []),
             f"size: {_size(row['size_bytes'])}",
@@ -92,15 +124,35 @@ def _axis_title(key: str) -> str:
 
 
 def _scatter(frame: pd.DataFrame, choices: list[str], name: str, x: str = "latency_ms",
+             yrange: list[float] | None = None, crossed: bool = False,
              **style: Any) -> go.Scatter:
+    """One layer; markers by family, points below ``yrange`` pinned to its bottom, hollow."""
+    y, pinned = pin(frame["accuracy"], yrange)
+    marker = emphasise({**style.pop("marker", {}),
+                        "symbol": symbols(frame["family"], pinned, crossed)}, pinned)
     return go.Scatter(
         x=frame[x].tolist(),
-        y=frame["accuracy"].tolist(),
+        y=y,
         name=name,
-        text=_hover(frame, choices),
+        text=_hover(frame, choices, pinned),
         hovertemplate="%{text}<extra></extra>",
+        marker=marker,
+        cliponaxis=not pinned.any(),  # a pinned marker sits on the edge: draw it whole
         **style,
     )
+
+
+def _add_base(fig: go.Figure, frame: pd.DataFrame, choices: list[str], x: str,
+              yrange: list[float] | None) -> None:
+    """The uncompressed base model (the search's first trial) as a star over its own point."""
+    ref = frame[(frame["trial"] == base_reference(frame)) & frame[x].notna()]
+    if ref.empty:
+        return
+    trace = _scatter(ref, choices, f"{REFERENCE_NAME} (trial {ref['trial'].iloc[0]})", x,
+                     yrange, mode="markers", marker=dict(REFERENCE_STYLE))
+    trace.marker.symbol = ["star-open" if s.endswith("-open") else "star"
+                           for s in trace.marker.symbol]
+    fig.add_trace(trace)
 
 
 def _add_reference(fig: go.Figure, reference: dict[str, Any], x: str = "latency_ms") -> None:
@@ -131,26 +183,29 @@ def _front_style(frame: pd.DataFrame, x: str) -> dict[str, Any]:
                        "colorbar": {"title": {"text": _label(colour)}}}}
 
 
-def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = None,
-            x: str = "latency_ms") -> go.Figure:
+def report_figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = None,
+                  x: str = "latency_ms") -> go.Figure:
+    """Accuracy against ``x`` for a ``trials_frame``: the front on top, a marker per family."""
     choices = choice_columns(frame)
     done = frame[frame["state"] == "COMPLETE"]
     rest = done[~done["pareto"]]
     front = pareto_frame(frame)
     names = frame_objectives(frame)
+    teacher = (reference or {}).get("accuracy")
+    yrange = accuracy_range(front["accuracy"], [*done["accuracy"],
+                                                *([] if _missing(teacher) else [teacher])])
     layers = [
-        (rest[rest["feasible"]], "feasible", {"marker": {"color": "#bbbbbb", "size": 7}}),
-        (
-            rest[~rest["feasible"]],
-            "infeasible",
-            {"marker": {"color": "#999999", "size": 7, "symbol": "x"}},
-        ),
+        (rest[rest["feasible"]], "feasible", False, {"marker": {"color": "#bbbbbb", "size": 7}}),
+        (rest[~rest["feasible"]], "infeasible", True, {"marker": {"color": "#999999", "size": 7}}),
         (front, "Pareto front" if len(names) == 2
-         else f"Pareto front of {len(names)} objectives", _front_style(frame, x)),
+         else f"Pareto front of {len(names)} objectives", False, _front_style(frame, x)),
     ]
     fig = go.Figure()
-    for subset, name, style in layers:  # drawn in order, so the front sits on top
-        fig.add_trace(_scatter(subset, choices, name, x, **{"mode": "markers", **style}))
+    for subset, name, crossed, style in layers:  # drawn in order, so the front sits on top
+        fig.add_trace(_scatter(subset, choices, name, x, yrange, crossed,
+                               **{"mode": "markers", **style}))
+    _add_base(fig, frame, choices, x, yrange)
+    fig.add_traces(family_key(done))
     if reference:
         _add_reference(fig, reference, x)
     fig.update_layout(
@@ -159,7 +214,11 @@ def _figure(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None = 
         yaxis_title=_axis_title("accuracy"),
         template="plotly_white",
         hovermode="closest",
+        updatemenus=log_buttons(_label(x)),
     )
+    if yrange is not None:
+        fig.update_yaxes(range=yrange)
+        fig.update_xaxes(ticklabelstandoff=8)  # room for markers pinned on the bottom edge
     if len(names) > len(OBJECTIVES):  # the colour bar takes the legend's place on the right
         fig.update_layout(legend={"orientation": "h", "y": -0.15})
     return fig
@@ -171,7 +230,7 @@ def _plots(frame: pd.DataFrame, title: str, reference: dict[str, Any] | None) ->
     views = [("latency_ms", title)] + [(k, f"{title}: accuracy against {_label(k)}")
                                        for k in extra]
     return "\n".join(
-        _figure(frame, name, reference, x).to_html(
+        report_figure(frame, name, reference, x).to_html(
             full_html=False, include_plotlyjs=i == 0, default_width="100%",
             default_height="560px")
         for i, (x, name) in enumerate(views)
@@ -182,8 +241,10 @@ def _counts(frame: pd.DataFrame) -> str:
     state = frame["state"]
     names = frame_objectives(frame)
     over = f" over {', '.join(names)}" if len(names) > len(OBJECTIVES) else ""
+    per_family = family_counts(frame)
     return (
-        f"{len(frame)} trials: {(state == 'COMPLETE').sum()} complete, "
+        f"{len(frame)} trials{f' ({per_family})' if per_family else ''}: "
+        f"{(state == 'COMPLETE').sum()} complete, "
         f"{int(frame['feasible'].sum())} feasible, {(state == 'FAIL').sum()} failed, "
         f"{int(frame['pareto'].sum())} Pareto-optimal{over}"
     )
@@ -193,11 +254,12 @@ def _table(frame: pd.DataFrame, reference: dict[str, Any] | None = None) -> str:
     front = pareto_frame(frame)
     if front.empty:
         return '<p class="empty">No feasible completed trial yet, so no Pareto front.</p>'
-    head = ["trial", *metric_columns(frame), "arch"]
-    cols = [*head, *choice_columns(frame)]
+    teacher = ["acc_vs_teacher", "speedup_vs_teacher"] if reference else []
     if reference:
         front = compare_to_reference(front, reference)
-        cols[len(head) - 1 : len(head) - 1] = ["acc_vs_teacher", "speedup_vs_teacher"]
+    base = [c for c in BASE_COLUMNS if c in front.columns]
+    cols = ["trial", *metric_columns(frame), *teacher, "arch", "family", *base,
+            *choice_columns(frame)]
     # Format cells ourselves: to_html's na_rep skips nullable ints and would print "<NA>".
     cells = front[cols].astype(object).map(lambda v: "" if _missing(v) else _fmt(v))
     return cells.to_html(index=False, escape=True, border=0, classes="pareto")

@@ -83,6 +83,16 @@ def _build_parser() -> argparse.ArgumentParser:
     opt("--teacher", metavar="PATH",
         help="your trained model: TorchScript file, ONNX file or ARCH:WEIGHTS (torchvision "
              "architecture and state dict); default: train one")
+    opt("--model", metavar="SPEC",
+        help="your trained model to compress: ARCH:WEIGHTS (torchvision architecture and "
+             "state dict) or module.path:factory[:WEIGHTS] (runs your code); it is also the "
+             "teacher unless --teacher is given")
+    opt("--families", type=_comma_list, metavar="LIST",
+        help="candidate families: base (compressed copies of --model), student (searched "
+             "networks); default: base,student with --model, student without")
+    opt("--resolution", type=int, metavar="PX",
+        help="input size of every candidate, e.g. the size --model was trained at "
+             "(default: the space's input_resolution)")
     opt("--space", type=Path, help="search-space YAML file")
     opt("--epochs", type=int, help="distillation epochs per trial (default %(default)s)")
     opt("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default %(default)s)")

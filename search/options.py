@@ -17,6 +17,8 @@ from edgeshrink.evaluators.settings import TrainSettings
 
 # search/samplers.py's SAMPLERS registry has these keys (tests/search/test_bad_inputs.py checks it).
 SAMPLER_NAMES = ("gp", "tpe", "nsga2", "random")
+FAMILY_NAMES = ("base", "student")  # spaces.families.FAMILIES (tests check they agree)
+RESOLUTION_RANGE = (8, 256)  # as a space file's input_resolution
 SEED_MAX = 2**32 - 1  # numpy and Optuna samplers take a non-negative 32-bit seed
 # The dashboard's defaults, here so the CLI can show them without importing Dash or pandas.
 DASHBOARD_HOST = "127.0.0.1"
@@ -52,6 +54,9 @@ class SearchOptions:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # names in core/metrics.py
     weight_sharing: bool = False  # trials inherit a supernet's weights (evaluators/supernet/)
     channels_last: bool = TrainSettings.channels_last  # training memory layout (benchmarks)
+    model: str | None = None  # the user's own model to compress: ARCH:WEIGHTS or module:factory
+    families: tuple[str, ...] | None = None  # None: base and student with --model, else student
+    resolution: int | None = None  # input size of every candidate; None: the space's
 
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SearchOptions)}
@@ -118,6 +123,26 @@ def check_teacher(teacher: str | None) -> None:
         existing_file("--teacher", weights, "teacher state dict")
 
 
+def families_of(opts: SearchOptions) -> tuple[str, ...]:
+    """The families a search samples: both with ``--model`` unless ``--families`` says else."""
+    if opts.families:
+        return tuple(dict.fromkeys(opts.families))
+    return ("base", "student") if opts.model else ("student",)
+
+
+def check_families(opts: SearchOptions) -> None:
+    unknown = [f for f in opts.families or () if f not in FAMILY_NAMES]
+    if unknown:
+        raise EdgeshrinkError(f"--families: unknown family {unknown[0]!r}; choose from "
+                              f"{', '.join(FAMILY_NAMES)}")
+    if "base" in families_of(opts) and not opts.model:
+        raise EdgeshrinkError("--families base needs --model (the model to compress)")
+    low, high = RESOLUTION_RANGE
+    if opts.resolution is not None and not low <= opts.resolution <= high:
+        raise EdgeshrinkError(f"--resolution must be in {low}..{high} pixels, got "
+                              f"{opts.resolution}")
+
+
 def validate(opts: SearchOptions) -> None:
     """Refuse any option outside its range before anything is read, written or trained."""
     check_study(opts.study, opts.run_dir)
@@ -139,6 +164,7 @@ def validate(opts: SearchOptions) -> None:
     check_profile("--profile", opts.profile)
     existing_file("--space", opts.space, "space file")
     check_teacher(opts.teacher)
+    check_families(opts)
     not_a_file("--data-dir", opts.data_dir)
     at_least("worker index", opts.worker, 0)
     at_least("train_threads", opts.train_threads, 1)

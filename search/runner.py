@@ -8,16 +8,22 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import parse_objectives
+from edgeshrink.evaluators.base_model import check_base_model
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
-from edgeshrink.evaluators.teacher.load import describe_teacher, load_teacher, parse_teacher
+from edgeshrink.evaluators.teacher.load import (
+    describe_teacher,
+    load_teacher,
+    parse_teacher,
+    teacher_spec_of_model,
+)
 from edgeshrink.evaluators.teacher.reference import reference_text, teacher_reference
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
@@ -25,7 +31,11 @@ from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import Profile, load_profile
 from edgeshrink.search.early_stop import EarlyStopRule
 from edgeshrink.search.objective_values import check_available
-from edgeshrink.search.options import SearchOptions, validate  # SearchOptions: re-exported
+from edgeshrink.search.options import (  # SearchOptions: re-exported
+    SearchOptions,
+    families_of,
+    validate,
+)
 from edgeshrink.search.samplers import make_sampler
 from edgeshrink.search.stale import fail_stale_trials
 from edgeshrink.search.study import create_or_resume_study, mask_url, resolve_run_dir
@@ -39,6 +49,8 @@ from edgeshrink.search.workers import (
     work_until,
     worker_seed,
 )
+from edgeshrink.spaces.base_model.space import load_base_space
+from edgeshrink.spaces.base_model.spec import parse_model_spec
 from edgeshrink.spaces.space import load_space
 
 
@@ -48,7 +60,7 @@ def _check_same_setup(study: optuna.Study, setup: dict) -> None:
     if stored is None:
         study.set_user_attr("setup", setup)
         return
-    keys = ("dataset", "space", "profile", "settings", "teacher")
+    keys = ("dataset", "space", "profile", "settings", "teacher", "model", "families")
     changed = [k for k in keys if stored.get(k) != setup[k]]
     if changed:
         raise EdgeshrinkError(
@@ -94,9 +106,21 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         print(f"profile {profile.name!r} cannot run {', '.join(dropped)}: not sampled")
     settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs,
                              channels_last=opts.channels_last)
+    if opts.resolution is not None:
+        space = replace(space, input_resolution=opts.resolution)
+    families = families_of(opts)
     data_spec = DataSpec.parse(opts.dataset, opts.data_dir, opts.download)
+    model_spec = parse_model_spec(opts.model) if opts.model else None
     teacher_spec = parse_teacher(opts.teacher)
+    if teacher_spec is None and model_spec is not None:
+        teacher_spec = teacher_spec_of_model(model_spec)  # self-distillation
     data = load_data(data_spec, space.input_resolution, run_dir / "data")
+    base_space = None
+    if model_spec is not None:
+        # Rebuilt once here, so a wrong state dict, factory or class count stops the search
+        # before any study, teacher or trial is written.
+        check_base_model(model_spec, data)
+        base_space = load_base_space(model_spec, space, profile.sparsity_support)
 
     # Seed the sampler past the trials already run, so a resumed study does not replay them.
     probe = create_or_resume_study(opts.study, run_dir, opts.storage,
@@ -109,6 +133,8 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         "dataset": data_spec.label,
         "data_dir": data_spec.data_dir,
         "teacher": teacher_spec.label if teacher_spec else None,
+        "model": model_spec.label if model_spec else None,
+        "families": list(families),
         "space": json.loads(json.dumps(asdict(space), default=list)),
         "profile": profile.name,
         "settings": asdict(settings),
@@ -123,6 +149,11 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         print(f"trial(s) {interrupted} were interrupted (their worker is gone): marked FAIL, "
               "their parameters queued once more")
 
+    if base_space is not None and "base" in families and opts.worker is None and not study.trials:
+        # The uncompressed model, measured as fp32, is trial 0: the reference on every plot.
+        family = {"family": "base"} if len(families) > 1 else {}
+        study.enqueue_trial({**family, **base_space.reference()},
+                            user_attrs={"reference": "base"})
     done = sum(t.state in DONE_STATES for t in study.trials)
     remaining = opts.trials - done
     where = mask_url(opts.storage) if opts.storage else str(run_dir)
@@ -157,7 +188,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
                 study.set_user_attr("teacher", reference)
                 print(f"teacher reference: {reference_text(reference)}")
         supernet = None
-        if opts.weight_sharing:  # trained once per run directory, cached under a file lock
+        if opts.weight_sharing and "student" in families:  # trained once per run directory
             supernet = train_supernet(space, data, teacher, SupernetSettings(),
                                       run_dir / "supernet", seed=opts.seed)
             print(f"weight sharing: supernet {'trained' if supernet.trained_now else 'loaded'} "
@@ -169,7 +200,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
                                   sparse_kernels=profile.sparsity_support != "none")
                               if opts.early_stop else None,
                               train_threads=opts.train_threads, objectives=objectives,
-                              supernet=supernet)
+                              supernet=supernet, base_space=base_space, families=families)
         progress = _Progress(remaining, opts.progress)
         optuna.logging.set_verbosity(logging.ERROR)
         try:

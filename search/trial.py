@@ -20,7 +20,10 @@ from edgeshrink.hardware_profiles.int8_arithmetic import int8_arithmetic
 from edgeshrink.hardware_profiles.registry import Profile
 from edgeshrink.search.early_stop import EarlyStopRule, TrialWatcher
 from edgeshrink.search.objective_values import objective_values
-from edgeshrink.search.suggest import suggest_candidate
+from edgeshrink.search.suggest import suggest_any
+from edgeshrink.spaces.base_model.space import BaseSpace
+from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.families import family_of
 from edgeshrink.spaces.space import SearchSpace
 
 
@@ -43,6 +46,8 @@ class Objective:
     # The values returned, in this order (core/metrics.py); accuracy and latency first.
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     supernet: SuperNet | None = None  # weight sharing: students inherit its weights
+    base_space: BaseSpace | None = None  # --model: what is searched for the user's own model
+    families: tuple[str, ...] = ("student",)  # spaces.families.FAMILIES searched
 
     @property
     def wants_preview(self) -> bool:
@@ -53,7 +58,8 @@ class Objective:
         return self.profile.latency_method == "predicted" or self.max_latency_ms is not None
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
-        candidate = suggest_candidate(trial, self.space)
+        candidate = suggest_any(trial, self.space, self.base_space, self.families)
+        student = isinstance(candidate, Candidate)
         if "int8" in {candidate.precision, *candidate.stage_precisions}:
             # Not sampled: the host's int8 kernels decide whether weights need 7 bits.
             candidate = replace(candidate,
@@ -61,16 +67,17 @@ class Objective:
         trial.set_user_attr("arch", candidate.arch)
         trial.set_user_attr("candidate", candidate.to_dict())
         trial.set_user_attr("profile", self.profile.name)
+        trial.set_user_attr("family", family_of(candidate))
         if self.train_threads is not None:
             torch.set_num_threads(self.train_threads)
         watch: dict[str, Any] = {}
-        if self.early_stop is not None:
+        if self.early_stop is not None and student:
             watcher = TrialWatcher(trial, candidate, self.early_stop, self.min_accuracy,
                                    self.max_latency_ms)
             watch = {"on_epoch": watcher}
             if self.wants_preview:
                 watch["on_preview"] = watcher.on_preview
-        sharing = {} if self.supernet is None else {"supernet": self.supernet}
+        sharing = {} if self.supernet is None or not student else {"supernet": self.supernet}
         if sharing:
             trial.set_user_attr("weight_sharing", True)
         try:

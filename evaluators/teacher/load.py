@@ -28,7 +28,7 @@ from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.teacher.builtin import Teacher, load_or_train_teacher
 from edgeshrink.evaluators.training import predict_logits
 from edgeshrink.spaces.base_model.load import GreyToRGB, build_model, first_line, fit_input
-from edgeshrink.spaces.base_model.spec import ModelSpec, torchvision_archs
+from edgeshrink.spaces.base_model.spec import ModelSpec, parse_model_spec, torchvision_archs
 
 __all__ = ["TRAINED_HERE", "GreyToRGB", "TeacherSpec", "describe_teacher", "first_line",
            "load_teacher", "parse_teacher", "teacher_spec_of_model"]
@@ -66,6 +66,8 @@ def parse_teacher(text: str | None) -> TeacherSpec | None:
     if not text:
         return None
     arch, sep, weights = text.partition(":")
+    if sep and not Path(text).exists() and "." in arch:  # module.path:factory[:WEIGHTS]
+        return teacher_spec_of_model(parse_model_spec(text, "--teacher"))
     if sep and not Path(text).exists():
         if arch not in torchvision_archs():
             raise EdgeshrinkError(

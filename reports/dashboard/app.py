@@ -21,7 +21,9 @@ from edgeshrink.reports.dashboard.data import (
     X_AXES,
     StudySource,
     counts_text,
+    family_filter_style,
     from_store,
+    in_families,
     present_metrics,
     to_store,
 )
@@ -33,6 +35,7 @@ from edgeshrink.reports.dashboard.panels import (
     problems_children,
     table_rows,
 )
+from edgeshrink.reports.frame import BASE, STUDENT
 from edgeshrink.reports.paths import inside
 from edgeshrink.search.options import DASHBOARD_HOST, DASHBOARD_PORT
 from edgeshrink.search.study import resolve_run_dir
@@ -52,7 +55,13 @@ def _layout(title: str, refresh_s: float, x_axes: tuple[str, ...] = X_AXES) -> h
                                  tooltip={"placement": "bottom"})]),
             html.Div([html.Label("x axis"),
                       dcc.Dropdown(id="x-axis", value="latency_ms", clearable=False,
-                                   options=[{"label": LABELS[m], "value": m} for m in x_axes])]),
+                                   options=[{"label": LABELS[m], "value": m} for m in x_axes]),
+                      dcc.Checklist(id="log-x", value=[], inline=True,
+                                    options=[{"label": " log latency axis", "value": "log"}])]),
+            html.Div([html.Label("Model families"),
+                      dcc.Checklist(id="family-filter", value=list(FAMILIES), inline=True,
+                                    options=[{"label": f" {f}", "value": f} for f in FAMILIES])],
+                     id="family-filter-box", style={"display": "none"}),
         ], className="controls"),
         html.Div([
             html.Div([dcc.Graph(id="front", config={"displaylogo": False})], className="plot"),
@@ -115,6 +124,7 @@ def export_message(source: StudySource, trial_number: int, export_dir: Path,
     ], className="ok", id="export-done")
 
 
+FAMILIES = (BASE, STUDENT)  # the family filter's choices
 ASSETS = Path(__file__).with_name("assets")  # dashboard.css, served by Dash
 
 
@@ -147,20 +157,26 @@ def make_app(study_name: str, run_dir: Path | None = None, storage: str | None =
                   Output("trials-table", "data"), Output("trials-table", "columns"),
                   Input("trials-data", "data"), Input("latency-budget", "value"),
                   Input("min-accuracy", "value"), Input("x-axis", "value"),
-                  Input("selected-trial", "data"), Input("compare", "value"))
+                  Input("selected-trial", "data"), Input("compare", "value"),
+                  Input("family-filter", "value"), Input("log-x", "value"))
     def render(data: dict | None, budget: float | None, min_acc: float | None, x_metric: str,
-               selected: int | None, compared: list[int] | None) -> Any:
+               selected: int | None, compared: list[int] | None, chosen: list[str] | None,
+               log_x: list[str] | None) -> Any:
         frame = from_store(data)
-        rows, columns = table_rows(frame, budget, min_acc)
-        return (front_figure(frame, budget, min_acc, x_metric, selected, compared),
+        # The checklist is hidden (and ignored) while the study holds a single family.
+        chosen = list(chosen or []) if family_filter_style(frame) == {} else None
+        rows, columns = table_rows(in_families(frame, chosen), budget, min_acc)
+        return (front_figure(frame, budget, min_acc, x_metric, selected, compared, chosen,
+                             "log" in (log_x or [])),
                 counts_text(frame, budget, min_acc), rows, columns)
 
     @app.callback(Output("problems", "children"), Output("compare", "options"),
-                  Input("trials-data", "data"))
+                  Output("family-filter-box", "style"), Input("trials-data", "data"))
     def lists(data: dict | None) -> Any:
         frame = from_store(data)
         done = frame.loc[frame["state"] == "COMPLETE", "trial"].tolist()
-        return problems_children(frame), [{"label": f"trial {n}", "value": n} for n in done]
+        return (problems_children(frame), [{"label": f"trial {n}", "value": n} for n in done],
+                family_filter_style(frame))
 
     @app.callback(Output("selected-trial", "data"), Input("front", "clickData"),
                   Input("trials-table", "active_cell"), prevent_initial_call=True)

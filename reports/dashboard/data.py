@@ -12,11 +12,14 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from edgeshrink.reports.frame import (
+    BASE_COLUMNS,
     ENERGY_COLUMN,
     OBJECTIVES,
+    base_reference,
     frame_objectives,
     trials_frame,
 )
+from edgeshrink.reports.plotting import families, family_counts
 from edgeshrink.search.options import DASHBOARD_REFRESH_S
 from edgeshrink.search.study import load_existing_study
 
@@ -36,6 +39,8 @@ LABELS = {
     "params": "parameters",
     "nonzero_params": "non-zero parameters",
     "macs": "MACs",
+    "acc_vs_base": "accuracy vs base model",
+    "speedup_vs_base": "speed-up vs base model",
 }
 X_AXES = ("latency_ms", "latency_p90_ms", ENERGY_COLUMN, "size_bytes", "size_gzip_bytes",
           "macs")
@@ -94,6 +99,7 @@ def present_metrics(frame: pd.DataFrame, names: tuple[str, ...] = METRICS) -> li
 def to_store(frame: pd.DataFrame) -> dict[str, Any]:
     """JSON-safe form for a dcc.Store (NaN and <NA> become null, numpy types plain numbers)."""
     return {"columns": list(frame.columns), "objectives": list(frame_objectives(frame)),
+            "base_reference": base_reference(frame),
             "rows": json.loads(frame.to_json(orient="records", double_precision=15))}
 
 
@@ -101,15 +107,29 @@ def from_store(data: dict[str, Any] | None) -> pd.DataFrame:
     if not data:
         plain = [m for m in METRICS if m != ENERGY_COLUMN]
         return pd.DataFrame(columns=["trial", "state", *plain, "feasible", "pareto", "arch",
-                                     "error", "duration_s", "reason"])
+                                     "family", "error", "duration_s", "reason"])
     frame = pd.DataFrame(data["rows"], columns=data["columns"])
     frame.attrs["objectives"] = tuple(data.get("objectives", OBJECTIVES))
-    for col in (*present_metrics(frame), "duration_s"):
+    frame.attrs["base_reference"] = data.get("base_reference")
+    numeric = [c for c in BASE_COLUMNS if c in frame.columns]
+    for col in (*present_metrics(frame), *numeric, "duration_s"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype(float)
     frame["trial"] = frame["trial"].astype(int)
     for col in ("feasible", "pareto"):
         frame[col] = frame[col].fillna(False).astype(bool)
     return frame
+
+
+def in_families(frame: pd.DataFrame, families: list[str] | None) -> pd.DataFrame:
+    """The rows of the chosen model families (None: all); the front stays the study's."""
+    if families is None or "family" not in frame.columns:
+        return frame
+    return frame[frame["family"].isin(families)]
+
+
+def family_filter_style(frame: pd.DataFrame) -> dict[str, str]:
+    """The family checklist is shown only when the study holds more than one family."""
+    return {} if len(families(frame)) > 1 else {"display": "none"}
 
 
 def qualifies(frame: pd.DataFrame, latency_budget: float | None,
@@ -144,8 +164,10 @@ def counts_text(frame: pd.DataFrame, latency_budget: float | None = None,
     state = frame["state"]
     inside = int(qualifies(frame, latency_budget, min_accuracy).sum())
     running = int((state == "RUNNING").sum())
+    per_family = family_counts(frame)
     return (
-        f"{len(frame)} trial{'' if len(frame) == 1 else 's'}: "
+        f"{len(frame)} trial{'' if len(frame) == 1 else 's'}"
+        f"{f' ({per_family})' if per_family else ''}: "
         f"{int((state == 'COMPLETE').sum())} complete, "
         f"{int(frame['feasible'].sum())} feasible, {int((state == 'FAIL').sum())} failed, "
         f"{running} running, {int(frame['pareto'].sum())} on the front; "

@@ -18,8 +18,11 @@ from edgeshrink.reports.dashboard.figures import (
     number_text,
 )
 from edgeshrink.reports.frame import (
+    BASE,
+    BASE_COLUMNS,
     ENERGY_COLUMN,
     choice_columns,
+    trial_family,
 )
 
 
@@ -38,15 +41,20 @@ def details_children(trial: FrozenTrial | None) -> list[Any]:
                if m != ENERGY_COLUMN or attrs.get(m) is not None]
     metrics.append(("weight sparsity", attrs.get("weight_sparsity")))
     metrics += _arithmetic_rows(attrs)
+    family = trial_family(trial)
+    if attrs.get("reference") == BASE:
+        family += " (the uncompressed base model)"
     out: list[Any] = [
         html.H3(f"Trial {trial.number}", id="details-title"),
-        html.Div([html.Span(f"{trial.state.name} · "), html.Code(attrs.get("arch", "n/a"),
-                                                                  className="arch",
-                                                                  id="details-arch")]),
+        html.Div([html.Span(f"{trial.state.name} · {family} · "),
+                  html.Code(attrs.get("arch", "n/a"), className="arch", id="details-arch")]),
         html.H4("Metrics"), _kv_table(metrics),
         html.H4("Compression choices"), _kv_table(sorted(trial.params.items())),
-        html.H4("Confusion matrix (validation)"),
     ]
+    if trial_family(trial) == BASE:
+        out += [html.H4("Channels kept per stage group"),
+                channel_groups_table(attrs.get("channel_groups") or [])]
+    out.append(html.H4("Confusion matrix (validation)"))
     confusion = attrs.get("confusion")
     if confusion:
         out.append(dcc.Graph(id="confusion", figure=confusion_figure(confusion),
@@ -59,6 +67,23 @@ def details_children(trial: FrozenTrial | None) -> list[Any]:
                 dcc.Graph(id="layer-latency", figure=layer_latency_figure(layer_ms),
                           config={"displayModeBar": False})]
     return out
+
+
+def channel_groups_table(groups: list[dict[str, Any]]) -> html.Table | html.P:
+    """Output channels a base trial kept per stage group: where pruning cut the user's model."""
+    if not groups:
+        return html.P("not recorded", id="channel-groups-missing", className="empty")
+    head = html.Tr([html.Th(h) for h in ("group", "units", "kept / total", "kept")])
+    body = []
+    for g in groups:
+        kept, total = int(g.get("kept", 0)), int(g.get("total", 0))
+        share = f"{100 * kept / total:.1f}%" if total else "n/a"
+        body.append(html.Tr([html.Td(str(g.get("group", ""))),
+                             html.Td(", ".join(g.get("units") or []), className="units"),
+                             html.Td(f"{kept} / {total}", className="num"),
+                             html.Td(share, className="num")]))
+    return html.Table([html.Thead(head), html.Tbody(body)], className="kv",
+                      id="channel-groups")
 
 
 def _arithmetic_rows(attrs: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -83,6 +108,7 @@ def comparison_children(frame: pd.DataFrame, numbers: list[int] | None) -> list[
         return [html.P("Pick two or three trials to compare them side by side.",
                        className="empty")]
     fields = [*present_metrics(frame), "arch",
+              *[c for c in ("family", *BASE_COLUMNS) if c in rows.columns],
               *[c for c in choice_columns(frame) if c in rows.columns]]
     body = []
     for field in fields:
@@ -112,7 +138,8 @@ def table_rows(frame: pd.DataFrame, latency_budget: float | None,
     """Rows and columns of the sortable table of completed trials."""
     done = frame[frame["state"] == "COMPLETE"].copy()
     done.insert(1, "status", trial_status(done, latency_budget, min_accuracy))
-    cols = ["trial", "status", *METRICS, "arch", *choice_columns(frame), "duration_s"]
+    cols = ["trial", "status", *METRICS, "arch", "family", *BASE_COLUMNS, *choice_columns(frame),
+            "duration_s"]
     cols = [c for c in cols if c in done.columns]
     done["id"] = done["trial"]
     records = json.loads(done[[*cols, "id"]].to_json(orient="records", double_precision=6))

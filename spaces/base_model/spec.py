@@ -63,40 +63,40 @@ def torchvision_archs() -> list[str]:
 def _weights_file(path: str, text: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
-        raise EdgeshrinkError(f"--model {text!r}: state dict not found: {p}")
+        raise EdgeshrinkError(f"{text!r}: state dict not found: {p}")
     return str(p.resolve())
 
 
-def parse_model_spec(text: str) -> ModelSpec:
+def parse_model_spec(text: str, option: str = "--model") -> ModelSpec:
     """Read ``--model``; every refusal is one line that says what to pass instead."""
     text = text.strip()
     if Path(text).expanduser().is_file():
         kind = "TorchScript" if zipfile.is_zipfile(Path(text).expanduser()) else "ONNX"
         raise EdgeshrinkError(
-            f"--model {text!r} is a {kind}-style file: a frozen graph cannot be pruned "
+            f"{option} {text!r} is a {kind}-style file: a frozen graph cannot be pruned "
             "structurally; pass it as --teacher, and give --model as ARCH:WEIGHTS (e.g. "
             "resnet18:weights.pt) or module.path:factory[:WEIGHTS]"
         )
     head, sep, rest = text.partition(":")
     if not sep or not head:
         raise EdgeshrinkError(
-            f"--model {text!r}: expected ARCH:WEIGHTS (e.g. resnet18:weights.pt) or "
+            f"{option} {text!r}: expected ARCH:WEIGHTS (e.g. resnet18:weights.pt) or "
             "module.path:factory[:WEIGHTS]"
         )
     if "." not in head and head in torchvision_archs():
         if not rest:
-            raise EdgeshrinkError(f"--model {text!r}: give the state dict, e.g. {head}:weights.pt")
+            raise EdgeshrinkError(f"{option} {text!r}: give the state dict, e.g. {head}:weights.pt")
         return ModelSpec("torchvision", _weights_file(rest, text), arch=head)
     if "." not in head and importlib.util.find_spec(head) is None:
         raise EdgeshrinkError(
-            f"--model {text!r}: {head!r} is neither a torchvision classification architecture "
+            f"{option} {text!r}: {head!r} is neither a torchvision classification architecture "
             "(see torchvision.models.list_models()) nor an importable module; for your own "
             "class write module.path:factory[:WEIGHTS]"
         )
     factory, sep2, weights = rest.partition(":")
     if not _NAME_RE.match(head) or not _NAME_RE.match(factory):
         raise EdgeshrinkError(
-            f"--model {text!r}: expected module.path:factory[:WEIGHTS], e.g. "
+            f"{option} {text!r}: expected module.path:factory[:WEIGHTS], e.g. "
             "mypkg.nets:make_model:weights.pt"
         )
     return ModelSpec("factory", _weights_file(weights, text) if sep2 and weights else None,

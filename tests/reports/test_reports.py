@@ -146,8 +146,9 @@ def test_pareto_mask_edge_cases() -> None:
 def test_frame_columns_and_missing_values(study: optuna.Study) -> None:
     frame = trials_frame(study)
     head = ["trial", "state", "accuracy", "latency_ms", "latency_p90_ms", "size_bytes"]
-    head += ["params", "nonzero_params", "macs", "feasible", "pareto", "arch"]
+    head += ["params", "nonzero_params", "macs", "feasible", "pareto", "arch", "family"]
     assert list(frame.columns) == [*head, *CHOICES, "error", "duration_s"]
+    assert set(frame["family"]) == {"student"}  # trials from before families are students
     assert len(frame) == len(study.trials)
     by_trial = frame.set_index("trial")
     assert by_trial.loc[4, "state"] == "FAIL"
