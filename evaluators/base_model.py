@@ -46,6 +46,44 @@ def load_base(candidate: BaseCandidate, data: DataSplits) -> nn.Module:
     return fit_input(model, data.train.x[:2], data.num_classes, candidate.model.label)
 
 
+def base_architecture(candidate: BaseCandidate, data: DataSplits) -> nn.Module:
+    """The user's architecture without its weights (a trial's ``weights.pt`` goes in next)."""
+    spec = candidate.model
+    bare = ModelSpec(spec.form, None, spec.arch, spec.factory)
+    return fit_input(build_model(bare, data.num_classes), data.train.x[:2], data.num_classes,
+                     spec.label)
+
+
+def plan_to_text(plan: list[list[tuple[str, list[int]]]]) -> list[list[dict[str, str]]]:
+    """A channel plan for ``config.yaml``: removed indices as ranges, e.g. ``0-5,7,9-12``."""
+    def ranges(idxs: list[int]) -> str:
+        out, start = [], None
+        for i, v in enumerate(idxs):
+            if start is None:
+                start = v
+            if i + 1 == len(idxs) or idxs[i + 1] != v + 1:
+                out.append(f"{start}" if start == v else f"{start}-{v}")
+                start = None
+        return ",".join(out)
+    return [[{"layer": name, "removed": ranges(sorted(idxs))} for name, idxs in step]
+            for step in plan]
+
+
+def plan_from_text(raw: Any) -> list[list[tuple[str, list[int]]]]:
+    """Inverse of :func:`plan_to_text`; a malformed plan is one line naming the bad entry."""
+    def expand(text: str) -> list[int]:
+        out: list[int] = []
+        for part in filter(None, str(text).split(",")):
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+        return out
+    try:
+        return [[(str(e["layer"]), expand(e["removed"])) for e in step] for step in raw]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EdgeshrinkError(f"pruning_plan is malformed ({type(exc).__name__}: {exc}); "
+                              "expected steps of {layer, removed: '0-5,7'} entries") from None
+
+
 def check_base_model(spec: ModelSpec, data: DataSplits) -> None:
     """Rebuild the model once and run it on two images: every refusal is one line."""
     build = build_model(spec, data.num_classes)

@@ -15,6 +15,7 @@ import yaml
 
 from edgeshrink.core.atomic import staged_directory
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.evaluators.base_model import plan_from_text, plan_to_text
 from edgeshrink.evaluators.config_schema import CONFIG_SCHEMA, ConfigFile
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.pipeline import EvaluationResult, evaluate_candidate
@@ -22,13 +23,13 @@ from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.measure import prepare_gauge
 from edgeshrink.hardware_profiles.registry import load_profile
-from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.families import AnyCandidate
 from edgeshrink.spaces.file_schema import validate
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    candidate: Candidate
+    candidate: AnyCandidate
     dataset: str
     training: TrainSettings
     seed: int  # the trial's seed: initialisation, batch order, fine-tune
@@ -38,6 +39,10 @@ class BuildConfig:
     expected: dict[str, Any] = field(default_factory=dict)  # metrics of the exported model
     data_dir: str | None = None  # root of a torchvision data set, as the search used it
     teacher: str | None = None  # the --teacher of the search; None: trained here
+    # base family: the channels each pruning step removed, replayed instead of ranked again
+    pruning_plan: list[list[tuple[str, list[int]]]] | None = None
+    # base family: per stage group, its units, precision and output channels kept / total
+    stage_groups: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +56,8 @@ class BuildConfig:
             "seed": self.seed,
             "teacher_seed": self.teacher_seed,
             "profile": self.profile,
+            **({"stage_groups": self.stage_groups} if self.stage_groups else {}),
+            **({"pruning_plan": plan_to_text(self.pruning_plan)} if self.pruning_plan else {}),
             "expected": self.expected,
         }
 
@@ -65,7 +72,9 @@ def parse_build_config(raw: Any, source: str = "config") -> BuildConfig:
     c = validate(ConfigFile, raw, source)
     return BuildConfig(candidate=c.candidate, dataset=c.dataset, training=c.training, seed=c.seed,
                        teacher_seed=c.teacher_seed, profile=c.profile, source=c.source,
-                       expected=c.expected, data_dir=c.data_dir, teacher=c.teacher)
+                       expected=c.expected, data_dir=c.data_dir, teacher=c.teacher,
+                       pruning_plan=plan_from_text(c.pruning_plan) if c.pruning_plan else None,
+                       stage_groups=list(c.stage_groups))
 
 
 def load_build_config(path: Path | str) -> BuildConfig:
@@ -93,7 +102,8 @@ def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> Ev
     teacher = load_teacher(parse_teacher(config.teacher), data, cache_dir, seed=config.teacher_seed)
     gauge = prepare_gauge(profile, cache_dir, data.val.x[:1].numpy())
     return evaluate_candidate(config.candidate, data, teacher, profile, out_dir,
-                              config.training, seed=config.seed, gauge=gauge)
+                              config.training, seed=config.seed, gauge=gauge,
+                              replay=config.pruning_plan)
 
 
 def build_into(config: BuildConfig, out_dir: Path, cache_dir: Path,

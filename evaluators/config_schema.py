@@ -1,7 +1,8 @@
 """``config.yaml`` (an export's recipe) as a pydantic model, checked before ``edgeshrink build``
 trains anything; every error is one line naming the file and the field.
 
-The candidate is read by ``Candidate.from_dict``, which knows every older candidate schema; the
+The candidate (either family) is read by ``candidate_from_dict``; a student's by
+``Candidate.from_dict``, which knows every older candidate schema; the
 training budget by the ``TrainSettings`` dataclass itself, so a new setting needs no edit here.
 Top-level keys beyond these are ignored, as they always were; ``training`` refuses unknown ones.
 """
@@ -13,15 +14,15 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.training import TrainSettings
-from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.families import AnyCandidate, candidate_from_dict
 from edgeshrink.spaces.file_schema import as_is, refuse_unknown, said
 
 CONFIG_SCHEMA = 1  # the edgeshrink_config number this version writes and reads
 
 
-def _candidate(raw: dict[Any, Any]) -> Candidate:
+def _candidate(raw: dict[Any, Any]) -> AnyCandidate:
     try:
-        return Candidate.from_dict(raw)
+        return candidate_from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise as_is(f"invalid 'candidate': {exc}") from None
     except EdgeshrinkError as exc:  # already names the candidate field
@@ -56,4 +57,6 @@ class ConfigFile(BaseModel):
     seed: Seed
     teacher_seed: Seed = 0
     profile: Text
+    stage_groups: Annotated[list[dict[str, Any]], BeforeValidator(lambda raw: raw or [])] = []
+    pruning_plan: Annotated[list[Any] | None, Strict()] = None  # base family (build.plan_from_text)
     expected: Record = {}  # metrics of the exported model

@@ -66,13 +66,15 @@ def rescore_trial(model_dir: Path, number: int, attrs: Mapping[str, Any],
     """
     import torch
 
+    from edgeshrink.evaluators.base_model import base_architecture
     from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
     from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+    from edgeshrink.spaces.base_model.candidate import BaseCandidate
     from edgeshrink.spaces.blocks import build_student
-    from edgeshrink.spaces.candidate import Candidate
+    from edgeshrink.spaces.families import candidate_from_dict
     from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
-    candidate = Candidate.from_dict(attrs["candidate"])
+    candidate = candidate_from_dict(attrs["candidate"])
     data = load_data(spec_from_setup(dict(setup)), candidate.input_resolution, cache_dir)
     method = attrs.get("accuracy_method", "host")
     model = model_dir / MODEL_FILE
@@ -84,7 +86,9 @@ def rescore_trial(model_dir: Path, number: int, attrs: Mapping[str, Any],
             "was changed or is not the one measured" + _cpu_hint(method, attrs.get("cpu"))
         )
     state = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
-    load_pruned_state_dict(build_student(candidate, data.in_channels, data.num_classes), state)
+    architecture = (base_architecture(candidate, data) if isinstance(candidate, BaseCandidate)
+                    else build_student(candidate, data.in_channels, data.num_classes))
+    load_pruned_state_dict(architecture, state)
     test_acc = onnx_accuracy(model, data.test.x.numpy(), data.test.y.numpy(), method=method)
     return Rescored(data, val_acc, test_acc)
 

@@ -25,7 +25,8 @@ from edgeshrink.evaluators.rescore import (
 from edgeshrink.reports.export.model_card import model_card
 from edgeshrink.reports.export.pick import ladder_trials, pick_by_number
 from edgeshrink.reports.paths import inside
-from edgeshrink.spaces.candidate import Candidate
+from edgeshrink.spaces.base_model.candidate import BaseCandidate
+from edgeshrink.spaces.families import candidate_from_dict
 
 SELECTOR_FILE = "select_model.py"  # not select.py: that would shadow the standard library
 _STORED_METRICS = ("accuracy", "latency_ms", "latency_p90_ms", "latency_raw_ms", "gauge_ratio",
@@ -62,7 +63,7 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     source = artifact_dir(trial.number, trial.user_attrs.get("artifact"), run_dir)
     setup = _study_setup(study)
     attrs = trial.user_attrs
-    candidate = Candidate.from_dict(attrs["candidate"])
+    candidate = candidate_from_dict(attrs["candidate"])
     shutil.copy2(source / MODEL_FILE, stage / MODEL_FILE)
     shutil.copy2(source / WEIGHTS_FILE, stage / WEIGHTS_FILE)
     files = [MODEL_FILE, WEIGHTS_FILE]
@@ -95,6 +96,8 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
         source={"study": study.study_name, "trial": trial.number},
         data_dir=setup.get("data_dir"),
         teacher=setup.get("teacher"),
+        pruning_plan=_pruning_plan(source),
+        stage_groups=_stage_groups(candidate, attrs.get("channel_groups") or []),
         expected={"validation_accuracy": val_acc, "test_accuracy": test_acc,
                   "latency_ms": attrs.get("latency_ms"), "size_bytes": attrs.get("size_bytes")},
     )
@@ -103,6 +106,20 @@ def _write_into(stage: Path, study: optuna.Study, trial: FrozenTrial, run_dir: P
     (stage / "README.md").write_text(model_card(metrics, candidate, data, setup))
     files += ["config.yaml", "metrics.json", "README.md"]
     return ExportResult(trial.number, stage, files, val_acc, test_acc, metrics)
+
+
+def _pruning_plan(source: Path) -> list | None:
+    from edgeshrink.evaluators.pipeline import PRUNING_PLAN
+
+    path = source / PRUNING_PLAN
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _stage_groups(candidate: Any, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Base family: each stage group's units, precision and channels kept, for the recipe."""
+    if not isinstance(candidate, BaseCandidate):
+        return []
+    return [{**g, "precision": candidate.precision_of_stage(int(g["group"]))} for g in groups]
 
 
 def export_trial(study: optuna.Study, trial_number: int, out_dir: Path | str, *,

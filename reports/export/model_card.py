@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from edgeshrink.hardware_profiles.int8_arithmetic import ACCURACY_METHODS, weight_range_text
+from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.candidate import Candidate
 
 
-def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
+def model_card(metrics: dict[str, Any], candidate: Candidate | BaseCandidate, data: Any,
                setup: dict[str, Any]) -> str:
     """A short README for the exported model: what it is, how it was found, how to run it."""
     res = candidate.input_resolution
@@ -37,12 +38,16 @@ def model_card(metrics: dict[str, Any], candidate: Candidate, data: Any,
         rows.append(("accuracy computed by", f"{ACCURACY_METHODS[metrics['accuracy_method']]}"
                      + (f", on {cpu.get('model', '?')}" if cpu else "")))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    if isinstance(candidate, BaseCandidate):
+        what = _base_text(candidate, teacher) + f" (Picked: {metrics['picked']}.)"
+    else:
+        what = f"""A {candidate.precision} MobileNet-style network, `{candidate.arch}`, found by
+edgeshrink (picked: {metrics['picked']}). It was distilled from {teacher} (temperature
+{candidate.temperature:g}, alpha {candidate.alpha:g}{_hint_text(candidate)}),
+{_pruning_text(candidate)}, and exported to ONNX {_precision_text(candidate)}."""
     return f"""# {data.name} classifier, trial {metrics['trial']} of study `{metrics['study']}`
 
-A {candidate.precision} MobileNet-style network, `{candidate.arch}`, found by edgeshrink
-(picked: {metrics['picked']}). It was distilled from {teacher} (temperature
-{candidate.temperature:g}, alpha {candidate.alpha:g}{_hint_text(candidate)}),
-{_pruning_text(candidate)}, and exported to ONNX {_precision_text(candidate)}.
+{what}
 `model.onnx` is the exact file whose accuracy and latency were measured.
 
 | metric | value |
@@ -67,7 +72,8 @@ print(logits.argmax(axis=1))
 
 - `model.onnx`: the deployable model. `weights.pt`: the PyTorch state dict
   (`torch.load("weights.pt", weights_only=True)`), before quantization; after channel pruning
-  load it with `edgeshrink.spaces.pruning.state.load_pruned_state_dict(build_student(...), state)`.
+  load it with `edgeshrink.spaces.pruning.state.load_pruned_state_dict(model, state)` into the
+  unpruned architecture (`build_student(...)`, or your own model for a compressed copy of it).
 - `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
 - `metrics.json`: all metrics, tool versions and where it came from.
 """
@@ -104,3 +110,15 @@ def _precision_text(candidate: Candidate) -> str:
 
 def _hint_text(candidate: Candidate) -> str:
     return f", feature hints weight {candidate.hint_weight:.2f}" if candidate.hint_weight else ""
+
+
+def _base_text(candidate: BaseCandidate, teacher: str) -> str:
+    scales = (f", scaled per stage group by {', '.join(f'{x:g}' for x in candidate.group_scales)}"
+              if candidate.group_scales else "")
+    pruned = (f"channel-pruned ({candidate.channel_ratio:.0%} of each group's channels removed"
+              f"{scales}, {candidate.importance} importance), fine-tuned by distillation from "
+              f"{teacher} for {candidate.finetune_epochs} epoch(s)"
+              if candidate.channel_ratio > 0 else "not pruned")
+    return (f"A compressed copy of your model `{candidate.model.label}` (`{candidate.arch}`): "
+            f"{pruned}, and exported to ONNX {_precision_text(candidate)}. `config.yaml` lists "
+            "the channels kept per stage group and every removed channel.")
