@@ -60,10 +60,10 @@ def torchvision_archs() -> list[str]:
     return torchvision.models.list_models(module=torchvision.models)
 
 
-def _weights_file(path: str, text: str) -> str:
+def _weights_file(path: str, text: str, option: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
-        raise EdgeshrinkError(f"{text!r}: state dict not found: {p}")
+        raise EdgeshrinkError(f"{option} {text!r}: state dict not found: {p.resolve()}")
     return str(p.resolve())
 
 
@@ -71,9 +71,9 @@ def parse_model_spec(text: str, option: str = "--model") -> ModelSpec:
     """Read ``--model``; every refusal is one line that says what to pass instead."""
     text = text.strip()
     if Path(text).expanduser().is_file():
-        kind = "TorchScript" if zipfile.is_zipfile(Path(text).expanduser()) else "ONNX"
+        kind = "a TorchScript" if zipfile.is_zipfile(Path(text).expanduser()) else "an ONNX"
         raise EdgeshrinkError(
-            f"{option} {text!r} is a {kind}-style file: a frozen graph cannot be pruned "
+            f"{option} {text!r} is {kind}-style file: a frozen graph cannot be pruned "
             "structurally; pass it as --teacher, and give --model as ARCH:WEIGHTS (e.g. "
             "resnet18:weights.pt) or module.path:factory[:WEIGHTS]"
         )
@@ -86,7 +86,7 @@ def parse_model_spec(text: str, option: str = "--model") -> ModelSpec:
     if "." not in head and head in torchvision_archs():
         if not rest:
             raise EdgeshrinkError(f"{option} {text!r}: give the state dict, e.g. {head}:weights.pt")
-        return ModelSpec("torchvision", _weights_file(rest, text), arch=head)
+        return ModelSpec("torchvision", _weights_file(rest, text, option), arch=head)
     if "." not in head and importlib.util.find_spec(head) is None:
         raise EdgeshrinkError(
             f"{option} {text!r}: {head!r} is neither a torchvision classification architecture "
@@ -99,5 +99,5 @@ def parse_model_spec(text: str, option: str = "--model") -> ModelSpec:
             f"{option} {text!r}: expected module.path:factory[:WEIGHTS], e.g. "
             "mypkg.nets:make_model:weights.pt"
         )
-    return ModelSpec("factory", _weights_file(weights, text) if sep2 and weights else None,
+    return ModelSpec("factory", _weights_file(weights, text, option) if sep2 and weights else None,
                      factory=f"{head}:{factory}")

@@ -79,6 +79,46 @@ def _config(tmp: Path) -> str:
     return str(path)
 
 
+def _state_dict(arch: str, classes: int, given_as: str | None = None):
+    """``--model ARCH:WEIGHTS`` with a seeded state dict of ``arch`` for ``classes`` classes,
+    named as ``given_as`` (another architecture: weights that do not fit it)."""
+
+    def make(tmp: Path) -> str:
+        import torch
+        import torchvision
+
+        torch.manual_seed(0)
+        path = tmp / f"{arch}-{classes}.pt"
+        torch.save(torchvision.models.get_model(arch, weights=None,
+                                                num_classes=classes).state_dict(), path)
+        return f"{given_as or arch}:{path}"
+
+    return make
+
+
+def _torchscript(tmp: Path) -> str:
+    import warnings
+
+    import torch
+
+    path = tmp / "model.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit's deprecation notice
+        torch.jit.script(torch.nn.Linear(4, 2)).save(str(path))
+    return str(path)
+
+
+def _onnx(tmp: Path) -> str:
+    import onnx
+    from onnx import TensorProto, helper
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "y")]
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", io[:1], io[1:])
+    path = tmp / "model.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    return str(path)
+
+
 SEARCH = ["search", "--trials", "1", "--epochs", "1", "--no-progress", "--run-dir", RUN]
 STUDY = ["--study", "done", "--run-dir", RUN]
 
@@ -144,6 +184,29 @@ CASES = {
     "unreadable-image": ([*SEARCH, "--dataset", _garbage_image], "cannot read image"),
     "mnist-one-class": ([*SEARCH, "--dataset", _one_class_mnist, "--data-dir", "data"],
                         "a classifier needs at least 2"),
+    # --model, --families, --resolution: the user's own model is rebuilt and run once on two
+    # images before any study, teacher or trial exists (the last three after the data is loaded)
+    "model-unknown-arch": ([*SEARCH, "--model", "notanarch:w.pt"],
+                           "'notanarch' is neither a torchvision classification architecture"),
+    "model-torchscript": ([*SEARCH, "--model", _torchscript],
+                          "TorchScript-style file: a frozen graph cannot be pruned structurally; "
+                          "pass it as --teacher"),
+    "model-onnx": ([*SEARCH, "--model", _onnx],
+                   "ONNX-style file: a frozen graph cannot be pruned structurally; pass it as "
+                   "--teacher"),
+    "families-base-without-model": ([*SEARCH, "--families", "base"],
+                                    "--families base needs --model"),
+    "families-unknown": ([*SEARCH, "--families", "student,weird"],
+                         "--families: unknown family 'weird'"),
+    "resolution-too-small": ([*SEARCH, "--resolution", "4"],
+                             "--resolution must be in 8..256 pixels, got 4"),
+    "model-weights-do-not-fit": ([*SEARCH, "--model", _state_dict("resnet18", 10, "mobilenet_v2")],
+                                 "missing key 'features.0.0.weight'"),
+    "model-factory-not-importable": ([*SEARCH, "--model", "no_such_pkg.mod:make"],
+                                     "cannot import 'no_such_pkg.mod' for --model "
+                                     "no_such_pkg.mod:make"),
+    "model-wrong-class-count": ([*SEARCH, "--model", _state_dict("resnet18", 3)],
+                                "outputs 3 logits per image but the data has 10 classes"),
 }
 
 
@@ -254,3 +317,37 @@ def test_the_smallest_class_for_a_60_20_20_split(counts, ok):
     else:
         with pytest.raises(EdgeshrinkError, match="class 'b' has no images"):
             check_trainable(raw, "data")
+
+
+AFTER_DECODING = {
+    "wrong-class-count": (_state_dict("resnet18", 3),
+                          "outputs 3 logits per image but the data has 2 classes"),
+    "weights-do-not-fit": (_state_dict("resnet18", 2, "mobilenet_v2"),
+                           "missing key 'features.0.0.weight'"),
+}
+
+
+@pytest.mark.parametrize("model,message", list(AFTER_DECODING.values()), ids=list(AFTER_DECODING))
+def test_a_model_refused_after_decoding_images_writes_no_study(model, message, run_dir, tmp_path,
+                                                              capsys, monkeypatch):
+    """With a decoded data set (digits above is embedded and writes nothing), a --model refused
+    only once the images are loaded leaves no study, teacher or trial: at most the run
+    directory's decoded-image cache under data/ (and its lock) is new."""
+    import optuna
+
+    from edgeshrink.search.study import open_storage
+
+    monkeypatch.chdir(tmp_path)
+    dataset = _folder({"cat": 8, "dog": 8})(tmp_path)
+    before = _snapshot(run_dir)
+    code = main([_expand(a, tmp_path, run_dir) for a in SEARCH]
+                + ["--dataset", dataset, "--model", model(tmp_path)])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert message in lines[0], err
+    after = _snapshot(run_dir)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert all(k.startswith("data/") for k in after.keys() - before.keys()), after
+    assert optuna.get_all_study_names(open_storage(run_dir, None, create=False)) == ["done"]
+    assert not (run_dir / "teacher").exists() and not (run_dir / "trials").exists()
