@@ -13,6 +13,7 @@ from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data.splits import DataSplits
+from edgeshrink.evaluators.prune_context import distilled_prune_context
 from edgeshrink.evaluators.teacher.builtin import Teacher
 from edgeshrink.evaluators.training import TrainSettings, train_distilled
 from edgeshrink.hardware_profiles.registry import Profile
@@ -20,8 +21,7 @@ from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.base_model.groups import StageGroup, group_of_layer, stage_groups
 from edgeshrink.spaces.base_model.load import build_model, fit_input
 from edgeshrink.spaces.base_model.spec import ModelSpec
-from edgeshrink.spaces.distillation import distillation_loss
-from edgeshrink.spaces.pruning.methods import PruneContext, PruneReport, prune_model
+from edgeshrink.spaces.pruning.methods import PruneReport, prune_model
 from edgeshrink.spaces.quantization.fake_quant import onnx_scope
 from edgeshrink.spaces.quantization.plan import QuantPlan
 
@@ -90,26 +90,6 @@ def check_base_model(spec: ModelSpec, data: DataSplits) -> None:
     fit_input(build, data.train.x[:2], data.num_classes, spec.label)
 
 
-def _context(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, settings: TrainSettings,
-             seed: int, round_to: int, **extra: Any) -> PruneContext:
-    x, y, logits = data.train.x, data.train.y, teacher.train_logits
-    steps = iter(range(1, 1_000))
-
-    def finetune(model: nn.Module) -> None:
-        train_distilled(model, x, y, logits, epochs=settings.finetune_epochs, settings=settings,
-                        temperature=candidate.temperature, alpha=candidate.alpha,
-                        seed=seed + next(steps), lr=settings.lr * FINETUNE_LR_SCALE)
-
-    def loss_fn(model: nn.Module) -> torch.Tensor:
-        n = min(len(x), 4 * settings.batch_size)
-        return distillation_loss(model(x[:n]), logits[:n], y[:n], candidate.temperature,
-                                 candidate.alpha)
-
-    return PruneContext(example_input=x[:1], loss_fn=loss_fn,
-                        finetune=finetune if settings.finetune_epochs > 0 else None,
-                        steps=settings.prune_steps, round_to=round_to, **extra)
-
-
 def channel_groups(model: nn.Module, groups: list[StageGroup],
                    channels: dict[str, tuple[int, int]]) -> list[dict[str, Any]]:
     """Output channels kept / total per stage group, summed over its conv and linear layers."""
@@ -138,8 +118,9 @@ def prepare_base(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, p
                               f"candidate sets {candidate.groups}")
     ratios = {u: candidate.group_ratio(g.index) for g in groups for u in g.units}
     round_to = profile.block_for(candidate.precision)
-    ctx = _context(candidate, data, teacher, settings, seed, round_to, layer_ratios=ratios,
-                   replay=replay)
+    ctx = distilled_prune_context(candidate, data, teacher, settings, seed,
+                                  lr_scale=FINETUNE_LR_SCALE, round_to=round_to,
+                                  layer_ratios=ratios, replay=replay)
     report = prune_model(model.train(), "channel", candidate.channel_ratio, candidate.importance,
                          ctx)
     if candidate.finetune_epochs > 0:
@@ -149,7 +130,8 @@ def prepare_base(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, p
                         lr=settings.lr * FINETUNE_LR_SCALE)
     sparsity: dict[str, Any] = {}
     if candidate.pruning != "none":
-        extra = _context(candidate, data, teacher, settings, seed + 500, round_to)
+        extra = distilled_prune_context(candidate, data, teacher, settings, seed + 500,
+                                        lr_scale=FINETUNE_LR_SCALE, round_to=round_to)
         sparse = prune_model(model.train(), candidate.pruning, candidate.sparsity, "l1", extra)
         sparsity = {"method": sparse.method, "target": sparse.target_sparsity,
                     "achieved": sparse.achieved_sparsity,

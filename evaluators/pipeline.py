@@ -28,6 +28,7 @@ from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
 from edgeshrink.evaluators.onnx_export import export_onnx
+from edgeshrink.evaluators.prune_context import distilled_prune_context
 from edgeshrink.evaluators.size_accounting import weight_sizes
 from edgeshrink.evaluators.supernet import SuperNet, prepare_inherited
 from edgeshrink.evaluators.teacher.builtin import Teacher
@@ -40,7 +41,6 @@ from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.blocks import build_student
 from edgeshrink.spaces.bn_folding import fold_batchnorm
 from edgeshrink.spaces.candidate import Candidate
-from edgeshrink.spaces.distillation import distillation_loss
 from edgeshrink.spaces.families import AnyCandidate, family_of
 from edgeshrink.spaces.pruning.methods import (
     PruneContext,
@@ -292,23 +292,8 @@ def _prune_context(candidate: Candidate, data: DataSplits, teacher: Teacher, pro
     Channel pruning keeps channel counts in multiples of the device's channel block: a pruned
     layer off the block runs at the unaligned efficiency and can end up slower (16 on this
     host; 0.078 ms against 0.093 ms unrounded, measured)."""
-    x, y, logits = data.train.x, data.train.y, teacher.train_logits
-    steps = iter(range(1, 1_000))
-
-    def finetune(model: torch.nn.Module) -> None:
-        train_distilled(model, x, y, logits, epochs=settings.finetune_epochs, settings=settings,
-                        temperature=candidate.temperature, alpha=candidate.alpha,
-                        seed=seed + next(steps), lr=settings.lr * 0.3)
-
-    def loss_fn(model: torch.nn.Module) -> torch.Tensor:
-        n = min(len(x), 4 * settings.batch_size)
-        return distillation_loss(model(x[:n]), logits[:n], y[:n], candidate.temperature,
-                                 candidate.alpha)
-
-    return PruneContext(example_input=x[:1], loss_fn=loss_fn,
-                        finetune=finetune if settings.finetune_epochs > 0 else None,
-                        steps=settings.prune_steps,
-                        round_to=channel_round_to(candidate, profile))
+    return distilled_prune_context(candidate, data, teacher, settings, seed, lr_scale=0.3,
+                                   round_to=channel_round_to(candidate, profile))
 
 
 class _StageTimer:
