@@ -139,9 +139,12 @@ def one_seed(args, seed: int, data, profile) -> dict:
             **measure(Path(best.user_attrs["artifact"]), data, profile, gauge),
             "trial": best.number, "arch": best.user_attrs.get("arch"),
             "family": best.user_attrs.get("family")}
-    front = [{"trial": t.number, "family": t.user_attrs.get("family"), "accuracy": t.values[0],
-              "latency_ms": t.values[1], "arch": t.user_attrs.get("arch")}
-             for t in front_trials(study)]
+    # Every compressed front point, re-measured beside the peers, so dominance compares figures
+    # taken the same way at the same time.
+    front = [{"trial": t.number, "family": t.user_attrs.get("family"),
+              "arch": t.user_attrs.get("arch"),
+              **measure(Path(t.user_attrs["artifact"]), data, profile, gauge)}
+             for t in front_trials(study) if t.user_attrs.get("reference") != "base"]
     return {"seed": seed, "search_wall_s": wall, "base_trial_accuracy": base_trial.values[0],
             "rows": rows, "front": front}
 
@@ -169,13 +172,37 @@ def table(runs: list[dict]) -> str:
     return "\n".join(out)
 
 
+def dominance(runs: list[dict]) -> str:
+    """Per peer: in how many seeds some edgeshrink front point is no less accurate and no
+    slower (the issue's target), naming the point of the first such seed."""
+    peers = [n for n in dict.fromkeys(n for r in runs for n in r["rows"])
+             if n != "base fp32" and not n.startswith("edgeshrink")]
+    lines = []
+    for name in peers:
+        hits = []
+        for r in runs:
+            peer = r["rows"].get(name)
+            if peer is None:
+                continue
+            better = [f for f in r["front"] if f["accuracy"] >= peer["accuracy"]
+                      and f["latency_ms"] <= peer["latency_ms"]]
+            if better:
+                f = min(better, key=lambda f: f["latency_ms"])
+                hits.append(f"seed {r['seed']} trial {f['trial']} ({f['arch']}: "
+                            f"{f['accuracy']:.4f}, {f['latency_ms']:.3f} ms)")
+        n = sum(name in r["rows"] for r in runs)
+        lines.append(f"- {name}: dominated in {len(hits)} of {n} seeds"
+                     + (f", e.g. {hits[0]}" if hits else ""))
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--families", type=lambda s: s.split(","), default=["base"])
-    parser.add_argument("--base-epochs", type=int, default=15)
+    parser.add_argument("--base-epochs", type=int, default=10)
     parser.add_argument("--out", default="runs/bench-own-model")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -188,6 +215,7 @@ def main() -> None:
           f"{args.seeds} seeds; search wall time median {statistics.median(walls):.0f} s "
           f"[{min(walls):.0f}-{max(walls):.0f}]")
     print(table(runs))
+    print(dominance(runs))
     for r in runs:
         print(f"seed {r['seed']} front:", json.dumps(r["front"]))
     out = Path(args.out) / f"{args.arch}-{'+'.join(args.families)}.json"
