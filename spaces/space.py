@@ -30,6 +30,7 @@ from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.vocabulary import BLOCK_KINDS
 from edgeshrink.spaces.candidate import Candidate, StageSpec, parse_block_choice
 from edgeshrink.spaces.file_schema import validate
+from edgeshrink.spaces.presets import PRESETS, resolve_space
 from edgeshrink.spaces.space_schema import FloatBounds, SpaceFile
 
 
@@ -198,15 +199,15 @@ def parse_space(raw: Any, source: str = "space") -> SearchSpace:
 
 
 def load_space(path: str | Path | None = None) -> SearchSpace:
-    """Load the default space shipped with edgeshrink, or a user's YAML file."""
+    """Load the default space shipped with edgeshrink, a preset by name (``spaces.presets``),
+    or a user's YAML file."""
     if path is None:
         text = resources.files("edgeshrink.spaces").joinpath("default_space.yaml").read_text()
         source = "default_space.yaml"
     else:
-        p = Path(path)
-        if not p.is_file():
-            raise EdgeshrinkError(f"space file {str(p)!r} does not exist")
-        text, source = p.read_text(), str(p)
+        file = resolve_space(path)
+        text = file.read_text()
+        source = file.name if str(path) in PRESETS else str(path)
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
