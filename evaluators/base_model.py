@@ -127,7 +127,7 @@ def prepare_base(candidate: BaseCandidate, data: DataSplits, teacher: Teacher, p
         train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                         epochs=candidate.finetune_epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
-                        lr=settings.lr * FINETUNE_LR_SCALE)
+                        lr=settings.lr * FINETUNE_LR_SCALE, teacher=teacher.model)
     sparsity: dict[str, Any] = {}
     if candidate.pruning != "none":
         extra = distilled_prune_context(candidate, data, teacher, settings, seed + 500,

@@ -7,7 +7,7 @@ training budget and the seeds. ``build_from_config`` runs the same pipeline a se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class BuildConfig:
             **({"data_dir": self.data_dir} if self.data_dir else {}),
             **({"teacher": self.teacher} if self.teacher else {}),
             "candidate": self.candidate.to_dict(),
-            "training": asdict(self.training),
+            "training": self.training.recorded(),
             "seed": self.seed,
             "teacher_seed": self.teacher_seed,
             "profile": self.profile,
@@ -99,7 +99,8 @@ def build_from_config(config: BuildConfig, out_dir: Path, cache_dir: Path) -> Ev
     profile = load_profile(config.profile)
     spec = DataSpec.parse(config.dataset, config.data_dir)
     data = load_data(spec, config.candidate.input_resolution, cache_dir / "data")
-    teacher = load_teacher(parse_teacher(config.teacher), data, cache_dir, seed=config.teacher_seed)
+    teacher = load_teacher(parse_teacher(config.teacher), data, cache_dir, seed=config.teacher_seed,
+                           settings=config.training)  # its augmentation and batch too
     gauge = prepare_gauge(profile, cache_dir, data.val.x[:1].numpy())
     return evaluate_candidate(config.candidate, data, teacher, profile, out_dir,
                               config.training, seed=config.seed, gauge=gauge,

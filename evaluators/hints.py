@@ -21,6 +21,11 @@ _CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[int, torch.Tensor | None]] = 
 
 def _last_spatial_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """The last 4-D activation larger than 1x1 that the model computes on ``x``."""
+    return _forward_with_features(model, x)[1]
+
+
+def _forward_with_features(model: nn.Module,
+                           x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
     seen: list[torch.Tensor] = []
 
     def keep(_module: nn.Module, _inputs: object, out: object) -> None:
@@ -30,11 +35,30 @@ def _last_spatial_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor | No
     handles = [m.register_forward_hook(keep) for m in model.modules()
                if not isinstance(m, torch.jit.ScriptModule)]
     try:
-        model(x)
+        out = model(x)
     finally:
         for h in handles:
             h.remove()
-    return seen[-1] if seen else None
+    return out, (seen[-1] if seen else None)
+
+
+@torch.no_grad()
+def teacher_on_batch(teacher_model: nn.Module, x: torch.Tensor,
+                     hints: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The teacher's logits (and, with ``hints``, its pooled hint map) on one batch, on the
+    batch's device: with augmentation nothing per image can be cached, since every epoch sees
+    other crops. A teacher without parameters (ONNX, run by onnxruntime) runs on the CPU."""
+    teacher_model.eval()
+    params = next(teacher_model.parameters(), None)
+    if params is not None and params.device != x.device:
+        teacher_model.to(x.device)
+    inputs = x if params is not None else x.cpu()
+    if not hints or isinstance(teacher_model, torch.jit.ScriptModule):
+        return teacher_model(inputs).float().to(x.device), None
+    logits, maps = _forward_with_features(teacher_model, inputs)
+    if maps is not None:
+        maps = F.adaptive_avg_pool2d(maps, min(HINT_GRID, maps.shape[-1])).float().to(x.device)
+    return logits.float().to(x.device), maps
 
 
 @torch.no_grad()
@@ -51,13 +75,15 @@ def teacher_hints(teacher_model: nn.Module, x: torch.Tensor,
         result = None
     else:
         teacher_model.eval()
+        param = next(teacher_model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
         parts = []
         for i in range(0, len(x), batch_size):
-            out = _last_spatial_output(teacher_model, x[i : i + batch_size])
+            out = _last_spatial_output(teacher_model, x[i : i + batch_size].to(device))
             if out is None:
                 parts = []
                 break
-            parts.append(F.adaptive_avg_pool2d(out, min(HINT_GRID, out.shape[-1])).float())
+            parts.append(F.adaptive_avg_pool2d(out, min(HINT_GRID, out.shape[-1])).float().cpu())
         result = torch.cat(parts) if parts else None
     _CACHE[teacher_model] = (len(x), result)
     return result

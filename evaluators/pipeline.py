@@ -24,6 +24,7 @@ from edgeshrink.evaluators.artifact import (
 )
 from edgeshrink.evaluators.base_model import FINETUNE_LR_SCALE, base_quant_plan, prepare_base
 from edgeshrink.evaluators.data.splits import DataSplits
+from edgeshrink.evaluators.device import describe_device
 from edgeshrink.evaluators.hints import teacher_hints
 from edgeshrink.evaluators.latency_preview import preview_blocker, preview_latency
 from edgeshrink.evaluators.onnx_eval import confusion_matrix, onnx_predict
@@ -94,6 +95,7 @@ class EvaluationResult:
     versions: dict[str, str] = field(default_factory=dict)
     cpu: dict[str, Any] = field(default_factory=dict)  # the scoring machine (hardware_profiles.cpu)
     family: str = "student"  # spaces.families.FAMILIES
+    train_device: dict[str, Any] = field(default_factory=dict)  # evaluators.device
     # base family: output channels kept / total per stage group (evaluators.base_model)
     channel_groups: list[dict[str, Any]] = field(default_factory=list)
 
@@ -165,7 +167,8 @@ def evaluate_candidate(
             train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                             epochs=max(1, settings.finetune_epochs), settings=settings,
                             temperature=candidate.temperature, alpha=candidate.alpha,
-                            seed=seed + 100, lr=settings.lr * prepared.qat_lr_scale)
+                            seed=seed + 100, lr=settings.lr * prepared.qat_lr_scale,
+                            teacher=teacher.model)
             model = finish_qat(model)
         else:
             model = fold_batchnorm(model)  # what a deployment runtime does before quantizing
@@ -226,6 +229,7 @@ def evaluate_candidate(
         versions=tool_versions(),
         cpu=arithmetic.cpu.to_dict(),
         family=family_of(candidate),
+        train_device=describe_device(settings.device),
         channel_groups=prepared.channel_groups,
     )
     atomic_write_text(out_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
@@ -267,7 +271,8 @@ def _prepare_student(candidate: Candidate, data: DataSplits, teacher: Teacher, p
         train_distilled(model, data.train.x, data.train.y, teacher.train_logits,
                         epochs=epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha, seed=seed,
-                        after_epoch=after_epoch if on_epoch else None, hint=hint)
+                        after_epoch=after_epoch if on_epoch else None, hint=hint,
+                        teacher=teacher.model)
     with timer("prune"):
         pruning = prune_model(model, candidate.pruning, candidate.sparsity, candidate.importance,
                               _prune_context(candidate, data, teacher, profile, settings, seed))

@@ -32,7 +32,8 @@ def distilled_prune_context(candidate: Distils, data: DataSplits, teacher: Teach
     def finetune(model: torch.nn.Module) -> None:
         train_distilled(model, x, y, logits, epochs=settings.finetune_epochs, settings=settings,
                         temperature=candidate.temperature, alpha=candidate.alpha,
-                        seed=seed + next(steps), lr=settings.lr * lr_scale)
+                        seed=seed + next(steps), lr=settings.lr * lr_scale,
+                        teacher=teacher.model)
 
     def loss_fn(model: torch.nn.Module) -> torch.Tensor:
         n = min(len(x), 4 * settings.batch_size)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -20,3 +20,21 @@ class TrainSettings:
     # depthwise and pointwise conv pays reorders. Same arithmetic, faster epochs
     # (benchmarks/training_layout.py).
     channels_last: bool = True
+    augment: str = "none"  # evaluators.augment.AUGMENTS; the search picks it per data source
+    # Where training runs and how many processes augment images: they change how fast a trial
+    # runs, not what it computes, so a resumed study or a build may use others (LOCAL_SETTINGS).
+    device: str = "cpu"
+    loader_workers: int = 0
+
+    @classmethod
+    def for_batch(cls, batch_size: int, **kwargs: object) -> TrainSettings:
+        """The linear scaling rule (Goyal et al. 2017): the learning rate follows the batch."""
+        lr = cls.lr * batch_size / cls.batch_size
+        return cls(batch_size=batch_size, lr=lr, **kwargs)  # type: ignore[arg-type]
+
+    def recorded(self) -> dict[str, object]:
+        """What a study compares on resume and ``config.yaml`` keeps: without the local fields."""
+        return {k: v for k, v in asdict(self).items() if k not in LOCAL_SETTINGS}
+
+
+LOCAL_SETTINGS = ("device", "loader_workers")

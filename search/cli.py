@@ -21,6 +21,7 @@ from edgeshrink.search.options import (
     check_worker,
     validate,
 )
+from edgeshrink.spaces.presets import PRESETS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,9 +94,20 @@ def _build_parser() -> argparse.ArgumentParser:
     opt("--resolution", type=int, metavar="PX",
         help="input size of every candidate, e.g. the size --model was trained at "
              "(default: the space's input_resolution)")
-    opt("--space", type=Path, help="search-space YAML file")
+    opt("--space", metavar="NAME|FILE",
+        help=f"search space: a preset ({', '.join(PRESETS)}; README lists them) or a YAML "
+             "file (default: the built-in default_space.yaml)")
     opt("--epochs", type=int, help="distillation epochs per trial (default %(default)s)")
     opt("--finetune-epochs", type=int, help="fine-tune epochs after pruning (default %(default)s)")
+    opt("--device", help="where trials train: auto (CUDA when torch sees it, else CPU), cpu, "
+                         "cuda, cuda:N or mps; export and scoring stay on the CPU "
+                         "(default %(default)s)")
+    opt("--batch-size", type=int, metavar="N",
+        help="training batch; the learning rate scales linearly with it (default %(default)s)")
+    opt("--augment", help="none or standard (random crop and flip); default: standard except "
+                          "on digits")
+    opt("--loader-workers", type=int, metavar="N",
+        help="processes augmenting training images (default %(default)s: in the trial's own)")
     opt("--no-progress", dest="progress", action="store_false", help="no progress bar")
     opt("--jobs", type=int, metavar="N",
         help="worker processes on this machine, sharing the study (default %(default)s)")
@@ -112,10 +124,16 @@ def _build_parser() -> argparse.ArgumentParser:
     _study_args(w)
     w.add_argument("--worker-index", type=int, default=None, metavar="I",
                    help="this worker's number (>= 1); sets its sampler seed (default: random)")
-    w.add_argument("--space", type=Path, default=None,
-                   help="the study's space file, where its path differs on this machine")
+    w.add_argument("--space", default=None, metavar="NAME|FILE",
+                   help="the study's space (preset name or file), where its path differs on "
+                        "this machine")
     w.add_argument("--profile", default=None,
                    help="the study's profile .toml, where its path differs on this machine")
+    w.add_argument("--device", default=None,
+                   help="where this worker trains: auto, cpu, cuda, cuda:N or mps (default auto; "
+                        "auto and cuda give worker I the GPU I mod n)")
+    w.add_argument("--loader-workers", type=int, default=None, metavar="N",
+                   help="processes augmenting this worker's training images (default 0)")
 
     r = sub.add_parser("report", help="write the Pareto report of a study")
     _study_args(r)
@@ -180,12 +198,14 @@ def _search(args: argparse.Namespace) -> None:
 def _worker(args: argparse.Namespace) -> None:
     import os
 
-    check_worker(args.study, args.run_dir, args.worker_index, args.space, args.profile)
+    check_worker(args.study, args.run_dir, args.worker_index, args.space, args.profile,
+                 args.device)
     from edgeshrink.search.workers import STORAGE_ENV, run_worker
 
     # The URL may come from the environment, which keeps a password out of the process list.
     run_worker(args.study, args.run_dir, args.storage or os.environ.get(STORAGE_ENV),
-               args.worker_index, space=args.space, profile=args.profile)
+               args.worker_index, space=args.space, profile=args.profile, device=args.device,
+               loader_workers=args.loader_workers)
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -7,6 +7,7 @@ and refuses a bad value in one line before any heavy import, any file written or
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,13 @@ from typing import Any
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
 from edgeshrink.evaluators.settings import TrainSettings
+from edgeshrink.spaces.presets import resolve_space
 
 # search/samplers.py's SAMPLERS registry has these keys (tests/search/test_bad_inputs.py checks it).
 SAMPLER_NAMES = ("gp", "tpe", "nsga2", "random")
 FAMILY_NAMES = ("base", "student")  # spaces.families.FAMILIES (tests check they agree)
+AUGMENT_NAMES = ("none", "standard")  # evaluators.augment.AUGMENTS (tests check they agree)
+DEVICE_FORMS = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 RESOLUTION_RANGE = (8, 256)  # as a space file's input_resolution
 SEED_MAX = 2**32 - 1  # numpy and Optuna samplers take a non-negative 32-bit seed
 # The dashboard's defaults, here so the CLI can show them without importing Dash or pandas.
@@ -42,7 +46,7 @@ class SearchOptions:
     data_dir: Path | None = None  # root of torchvision data sets (mnist, cifar10, ...)
     download: bool = False  # fetch a torchvision data set that is not in data_dir
     teacher: str | None = None  # TorchScript, ONNX or ARCH:WEIGHTS; None trains one
-    space: Path | None = None
+    space: str | Path | None = None  # a preset name (spaces.presets) or a space file
     epochs: int = TrainSettings.epochs
     finetune_epochs: int = TrainSettings.finetune_epochs
     report: bool = True  # read by reports.writer.search_and_report
@@ -57,6 +61,10 @@ class SearchOptions:
     model: str | None = None  # the user's own model to compress: ARCH:WEIGHTS or module:factory
     families: tuple[str, ...] | None = None  # None: base and student with --model, else student
     resolution: int | None = None  # input size of every candidate; None: the space's
+    device: str = "auto"  # where trials train: auto, cpu, cuda, cuda:N, mps
+    batch_size: int = TrainSettings.batch_size  # the learning rate scales with it (linearly)
+    augment: str | None = None  # none or standard; None: standard except on digits
+    loader_workers: int = 0  # processes augmenting training images beside each trial
 
 
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(SearchOptions)}
@@ -84,6 +92,15 @@ def existing_file(option: str, path: Path | str | None, what: str) -> None:
         raise EdgeshrinkError(f"{option}: {what} {str(p)!r} does not exist")
     if not p.is_file():
         raise EdgeshrinkError(f"{option}: {what} {str(p)!r} is not a file")
+
+
+def check_space(option: str, space: str | Path | None) -> None:
+    """A preset name (``spaces.presets``) or an existing space file."""
+    if space is not None:
+        try:
+            resolve_space(space)
+        except EdgeshrinkError as exc:
+            raise EdgeshrinkError(f"{option}: {exc}") from None
 
 
 def not_a_file(option: str, path: Path | None) -> None:
@@ -143,6 +160,21 @@ def check_families(opts: SearchOptions) -> None:
                               f"{opts.resolution}")
 
 
+def check_device(option: str, device: str | None) -> None:
+    """The form only; whether this machine has that device is evaluators.device's to say."""
+    if device is not None and not DEVICE_FORMS.fullmatch(device):
+        raise EdgeshrinkError(f"{option} must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+
+
+def check_training(opts: SearchOptions) -> None:
+    check_device("--device", opts.device)
+    at_least("--batch-size", opts.batch_size, 1)
+    at_least("--loader-workers", opts.loader_workers, 0)
+    if opts.augment is not None and opts.augment not in AUGMENT_NAMES:
+        raise EdgeshrinkError(f"--augment must be one of {', '.join(AUGMENT_NAMES)}, got "
+                              f"{opts.augment!r}")
+
+
 def validate(opts: SearchOptions) -> None:
     """Refuse any option outside its range before anything is read, written or trained."""
     check_study(opts.study, opts.run_dir)
@@ -151,6 +183,7 @@ def validate(opts: SearchOptions) -> None:
     positive("--timeout", opts.timeout, "seconds")
     at_least("--epochs", opts.epochs, 1)
     at_least("--finetune-epochs", opts.finetune_epochs, 0)
+    check_training(opts)
     if not 0 <= opts.seed <= SEED_MAX:
         raise EdgeshrinkError(f"--seed must be in 0..{SEED_MAX} (numpy and Optuna take a "
                               f"non-negative 32-bit seed), got {opts.seed}")
@@ -162,7 +195,7 @@ def validate(opts: SearchOptions) -> None:
         raise EdgeshrinkError(f"--min-accuracy is a fraction in [0, 1], got {opts.min_accuracy}")
     parse_objectives(opts.objectives)
     check_profile("--profile", opts.profile)
-    existing_file("--space", opts.space, "space file")
+    check_space("--space", opts.space)
     check_teacher(opts.teacher)
     check_families(opts)
     not_a_file("--data-dir", opts.data_dir)
@@ -173,11 +206,12 @@ def validate(opts: SearchOptions) -> None:
 # ---------------------------------------------------------------- the other commands
 
 
-def check_worker(study: str, run_dir: Path | None, index: int | None, space: Path | None,
-                 profile: str | None) -> None:
+def check_worker(study: str, run_dir: Path | None, index: int | None, space: str | Path | None,
+                 profile: str | None, device: str | None = None) -> None:
     check_study(study, run_dir)
+    check_device("--device", device)
     at_least("--worker-index", index, 1, " (0 is the search process)")
-    existing_file("--space", space, "space file")
+    check_space("--space", space)
     check_profile("--profile", profile)
 
 

@@ -15,8 +15,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.core.metrics import parse_objectives
+from edgeshrink.evaluators.augment import default_augment
 from edgeshrink.evaluators.base_model import check_base_model
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
+from edgeshrink.evaluators.device import autocast_dtype, describe_device, resolve_device
 from edgeshrink.evaluators.supernet import SupernetSettings, train_supernet
 from edgeshrink.evaluators.teacher.load import (
     describe_teacher,
@@ -104,12 +106,15 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     dropped = [p for p in declared if p not in profile.precisions]
     if dropped:
         print(f"profile {profile.name!r} cannot run {', '.join(dropped)}: not sampled")
-    settings = TrainSettings(epochs=opts.epochs, finetune_epochs=opts.finetune_epochs,
-                             channels_last=opts.channels_last)
     if opts.resolution is not None:
         space = replace(space, input_resolution=opts.resolution)
     families = families_of(opts)
     data_spec = DataSpec.parse(opts.dataset, opts.data_dir, opts.download)
+    device = resolve_device(opts.device, opts.worker or 0)  # before anything is written
+    settings = TrainSettings.for_batch(
+        opts.batch_size, epochs=opts.epochs, finetune_epochs=opts.finetune_epochs,
+        channels_last=opts.channels_last, device=device, loader_workers=opts.loader_workers,
+        augment=opts.augment or default_augment(data_spec.name))
     model_spec = parse_model_spec(opts.model) if opts.model else None
     teacher_spec = parse_teacher(opts.teacher)
     if teacher_spec is None and model_spec is not None:
@@ -137,7 +142,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         "families": list(families),
         "space": json.loads(json.dumps(asdict(space), default=list)),
         "profile": profile.name,
-        "settings": asdict(settings),
+        "settings": settings.recorded(),
         "seed": opts.seed,
         "cpu": int8_arithmetic(profile).cpu.to_dict(),  # the first scoring machine
     }
@@ -163,8 +168,10 @@ def run_search(opts: SearchOptions) -> optuna.Study:
     else:
         start = time.perf_counter()
         with preparation_lock(run_dir):  # concurrent first starts train the teacher once
-            teacher = load_teacher(teacher_spec, data, run_dir / "teacher", seed=opts.seed)
+            teacher = load_teacher(teacher_spec, data, run_dir / "teacher", seed=opts.seed,
+                                   settings=settings)
         print(describe_teacher(teacher, teacher_spec))
+        print(_training_text(settings))
         print(
             f"search {opts.study!r} on {data.name} ({len(data.train.y)} train / "
             f"{len(data.val.y)} val images at {data.resolution}x{data.resolution}), profile "
@@ -190,7 +197,7 @@ def run_search(opts: SearchOptions) -> optuna.Study:
         supernet = None
         if opts.weight_sharing and "student" in families:  # trained once per run directory
             supernet = train_supernet(space, data, teacher, SupernetSettings(),
-                                      run_dir / "supernet", seed=opts.seed)
+                                      run_dir / "supernet", seed=opts.seed, device=device)
             print(f"weight sharing: supernet {'trained' if supernet.trained_now else 'loaded'} "
                   f"({supernet.train_seconds:.0f} s of training)")
         objective = Objective(space, data, teacher, profile, run_dir / "trials", settings,
@@ -211,6 +218,14 @@ def run_search(opts: SearchOptions) -> optuna.Study:
             progress.close()
         print(f"search finished in {time.perf_counter() - start:.0f} s")
     return study
+
+
+def _training_text(settings: TrainSettings) -> str:
+    where = describe_device(settings.device)
+    amp = autocast_dtype(settings.device)
+    gpu = f" ({where['gpu']}, {str(amp).removeprefix('torch.')} autocast)" if amp else ""
+    return (f"training on {settings.device}{gpu}: batch {settings.batch_size}, learning rate "
+            f"{settings.lr:g}, augmentation {settings.augment}")
 
 
 def _arithmetic_text(profile: Profile) -> str:

@@ -36,7 +36,9 @@ STORAGE_ENV = "EDGESHRINK_STORAGE"  # keeps a password out of the process list
 LOCK_FILE = ".prepare.lock"
 POLL_S = 2.0
 # Options that identify where a process works or what it prints, not what the study searches.
-_LOCAL_OPTIONS = frozenset({"study", "run_dir", "storage", "report", "progress", "jobs", "worker"})
+# The device and loader processes are each machine's own (evaluators.settings.LOCAL_SETTINGS).
+_LOCAL_OPTIONS = frozenset({"study", "run_dir", "storage", "report", "progress", "jobs", "worker",
+                            "device", "loader_workers"})
 
 
 def worker_seed(base: int, index: int, already: int) -> int:
@@ -143,7 +145,9 @@ def extra_workers(opts: SearchOptions, run_dir: Path,
         for index in range(1, jobs):
             log = log_dir / f"worker-{index}.log"
             cmd = [sys.executable, "-m", "edgeshrink.search.cli", "worker", "--study", opts.study,
-                   "--run-dir", str(run_dir), "--worker-index", str(index)]
+                   "--run-dir", str(run_dir), "--worker-index", str(index),
+                   # auto or cuda: worker i trains on GPU i mod n (evaluators.device)
+                   "--device", opts.device, "--loader-workers", str(opts.loader_workers)]
             with open(log, "ab") as fh:
                 procs.append((index, subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT,
                                                       env=env), log))
@@ -171,7 +175,8 @@ def run_worker(study_name: str, run_dir: Path | None, storage_url: str | None,
     """
     from edgeshrink.search.study import load_existing_study, resolve_run_dir
 
-    check_worker(study_name, run_dir, index, overrides.get("space"), overrides.get("profile"))
+    check_worker(study_name, run_dir, index, overrides.get("space"), overrides.get("profile"),
+                 overrides.get("device"))
     run_dir = resolve_run_dir(study_name, run_dir)
     study = load_existing_study(study_name, run_dir, storage_url)
     stored = study.user_attrs.get(OPTIONS_ATTR)

@@ -42,10 +42,19 @@ def _sandwich(supernet: SuperNet, rng: random.Random, random_subnets: int) -> It
 
 
 def fit_supernet(supernet: SuperNet, data: DataSplits, teacher_logits: torch.Tensor,
-                 settings: SupernetSettings, seed: int = 0) -> float:
-    """Sandwich-rule distillation in place (AdamW, cosine schedule); returns the last epoch's
-    mean loss of the largest network."""
+                 settings: SupernetSettings, seed: int = 0, device: str = "cpu") -> float:
+    """Sandwich-rule distillation in place (AdamW, cosine schedule) on ``device``; returns the
+    last epoch's mean loss of the largest network. The supernet ends on the CPU."""
+    try:
+        return _fit(supernet, data, teacher_logits, settings, seed, device)
+    finally:
+        supernet.to("cpu").eval()
+
+
+def _fit(supernet: SuperNet, data: DataSplits, teacher_logits: torch.Tensor,
+         settings: SupernetSettings, seed: int, device: str) -> float:
     x, y = data.train.x, data.train.y
+    supernet.to(device)
     space = supernet.space
     temperature, alpha = midpoint(space, "temperature"), midpoint(space, "alpha")
     rng = random.Random(seed)
@@ -64,8 +73,9 @@ def fit_supernet(supernet: SuperNet, data: DataSplits, teacher_logits: torch.Ten
             idx = order[i : i + settings.batch_size]
             opt.zero_grad(set_to_none=True)
             for k, candidate in enumerate(_sandwich(supernet, rng, settings.random_subnets)):
-                loss = distillation_loss(supernet(x[idx], candidate), teacher_logits[idx],
-                                         y[idx], temperature, alpha)
+                loss = distillation_loss(supernet(x[idx].to(device), candidate),
+                                         teacher_logits[idx].to(device), y[idx].to(device),
+                                         temperature, alpha)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(f"supernet training diverged: loss {loss.item()}")
                 loss.backward()
@@ -91,7 +101,8 @@ def _cache_key(space: SearchSpace, data: DataSplits, teacher: Teacher,
 
 
 def train_supernet(space: SearchSpace, data: DataSplits, teacher: Teacher,
-                   settings: SupernetSettings, cache_dir: Path, seed: int = 0) -> SuperNet:
+                   settings: SupernetSettings, cache_dir: Path, seed: int = 0,
+                   device: str = "cpu") -> SuperNet:
     """The space's supernet, trained once and cached in ``cache_dir`` (keyed by space, data,
     teacher, settings and seed); a file lock makes concurrent first starts train it once."""
     torch.manual_seed(seed)  # the initial weights too: the cached file is keyed by the seed
@@ -110,7 +121,7 @@ def train_supernet(space: SearchSpace, data: DataSplits, teacher: Teacher,
 
     def train() -> SuperNet:
         start = time.perf_counter()
-        fit_supernet(supernet, data, teacher.train_logits, settings, seed)
+        fit_supernet(supernet, data, teacher.train_logits, settings, seed, device)
         supernet.train_seconds = time.perf_counter() - start
         supernet.trained_now = True
         with atomic_path(path) as tmp:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -20,6 +20,7 @@ from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.training import TrainSettings, predict_logits, train_distilled
 
 TEACHER_EPOCHS = 15
+TEACHER_LR = 0.003  # at batch 64
 
 
 class TeacherCNN(nn.Module):
@@ -55,11 +56,19 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def load_or_train_teacher(data: DataSplits, cache_dir: Path, seed: int = 0,
-                          epochs: int = TEACHER_EPOCHS) -> Teacher:
-    """Reuse the cached teacher when it was trained on exactly this data; else train and cache."""
+                          epochs: int = TEACHER_EPOCHS,
+                          settings: TrainSettings | None = None) -> Teacher:
+    """Reuse the cached teacher when it was trained on exactly this data; else train and cache.
+
+    ``settings`` lends the search's device, batch size and augmentation; the teacher keeps its
+    own learning rate (0.003 at batch 64, scaled with the batch)."""
     cache_dir.mkdir(parents=True, exist_ok=True)
     weights, meta_path = cache_dir / "teacher.pt", cache_dir / "teacher.json"
+    base = settings or TrainSettings()
+    train = replace(base, lr=TEACHER_LR * base.batch_size / TrainSettings.batch_size)
     key = {"data": data.fingerprint(), "epochs": epochs, "seed": seed, "arch": "TeacherCNN-32"}
+    if train.augment != "none" or train.batch_size != TrainSettings.batch_size:
+        key |= {"augment": train.augment, "batch_size": train.batch_size}
     model = TeacherCNN(data.in_channels, data.num_classes)
     if weights.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
@@ -72,8 +81,8 @@ def load_or_train_teacher(data: DataSplits, cache_dir: Path, seed: int = 0,
     start = time.perf_counter()
     torch.manual_seed(seed)
     model = TeacherCNN(data.in_channels, data.num_classes)
-    train_distilled(model, data.train.x, data.train.y, None, epochs=epochs,
-                    settings=TrainSettings(lr=0.003), seed=seed)
+    train_distilled(model, data.train.x, data.train.y, None, epochs=epochs, settings=train,
+                    seed=seed)
     logits = predict_logits(model, data.train.x)
     acc = _accuracy(model, data.val.x, data.val.y)
     seconds = time.perf_counter() - start

@@ -26,7 +26,7 @@ from edgeshrink.core.atomic import atomic_path
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.teacher.builtin import Teacher, load_or_train_teacher
-from edgeshrink.evaluators.training import predict_logits
+from edgeshrink.evaluators.training import TrainSettings, predict_logits
 from edgeshrink.spaces.base_model.load import GreyToRGB, build_model, first_line, fit_input
 from edgeshrink.spaces.base_model.spec import ModelSpec, parse_model_spec, torchvision_archs
 
@@ -170,7 +170,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def load_teacher(spec: TeacherSpec | None, data: DataSplits, cache_dir: Path,
-                 seed: int = 0) -> Teacher:
+                 seed: int = 0, settings: TrainSettings | None = None) -> Teacher:
     """The teacher with its training-set logits, from ``cache_dir`` when they are there.
 
     A file lock serialises concurrent first starts, so the work is done once.
@@ -180,7 +180,7 @@ def load_teacher(spec: TeacherSpec | None, data: DataSplits, cache_dir: Path,
     cache_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(str(cache_dir / ".teacher.lock")):
         if spec is None:
-            return load_or_train_teacher(data, cache_dir, seed=seed)
+            return load_or_train_teacher(data, cache_dir, seed=seed, settings=settings)
         model = _fit_input(TEACHER_FORMS[spec.form](spec, data), data, spec.label)
         key = hashlib.sha256(
             f"{spec.form}|{spec.arch}|{_file_digest(spec.path) if spec.path else ''}|"

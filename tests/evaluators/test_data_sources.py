@@ -27,6 +27,7 @@ from edgeshrink.evaluators.build import load_build_config
 from edgeshrink.evaluators.data import readers, torchvision_files
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
+from edgeshrink.evaluators.settings import TrainSettings
 from edgeshrink.evaluators.teacher.load import load_teacher, parse_teacher
 from edgeshrink.reports import export as ex
 from edgeshrink.reports.writer import search_and_report
@@ -190,6 +191,9 @@ def test_search_runs_on_the_data_and_teacher_it_was_given(searched):
     spec = DataSpec.parse(case["dataset"], case.get("data_dir"))
     assert setup["dataset"] == spec.label and setup["data_dir"] == spec.data_dir
     assert setup["teacher"] == (parse_teacher(case["teacher"]).label if case["teacher"] else None)
+    # Augmented by default on every source but digits; where it trained is each trial's own.
+    assert setup["settings"]["augment"] == ("none" if spec.name == "digits" else "standard")
+    assert "device" not in setup["settings"] and setup["settings"]["batch_size"] == 64
     data = load_data(spec, 16, run_dir / "data")
     assert (data.in_channels, data.num_classes) == (case["channels"], case["classes"])
     # The decoded images were cached once in the run directory, and match a fresh decode.
@@ -253,7 +257,8 @@ def test_teacher_logits_are_computed_once_and_cached(searched):
     study, run_dir, case = searched
     data = load_data(DataSpec.parse(case["dataset"], case.get("data_dir")), 16, run_dir / "data")
     spec = parse_teacher(case["teacher"])
-    first = load_teacher(spec, data, run_dir / "teacher", seed=1)
+    settings = TrainSettings(**study.user_attrs["setup"]["settings"])  # the search's augment
+    first = load_teacher(spec, data, run_dir / "teacher", seed=1, settings=settings)
     assert first.seconds == 0.0 and not first.trained_now  # read back, not recomputed
     assert first.train_logits.shape == (len(data.train.y), case["classes"])
     with torch.no_grad():

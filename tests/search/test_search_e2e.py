@@ -9,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from edgeshrink.evaluators.device import resolve_device
 from edgeshrink.evaluators.onnx_eval import onnx_accuracy
 from edgeshrink.hardware_profiles.cpu import host_cpu
 from edgeshrink.reports.frame import pareto_mask
@@ -50,6 +51,7 @@ def test_metrics_come_from_the_exported_file(finished, digits16):
         assert t.user_attrs["macs"] > 0 and t.user_attrs["params"] > 0
         assert t.user_attrs["arch"].startswith("w")
         assert {"torch", "onnxruntime", "optuna"} <= set(t.user_attrs["versions"])
+        assert t.user_attrs["train_device"]["device"] == resolve_device("auto")
         # int8 artifacts really are quantized graphs; fp32 ones are not.
         with open(artifact, "rb") as fh:
             text = fh.read()
