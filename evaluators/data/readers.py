@@ -10,6 +10,7 @@ before anything is decoded or trained. torchvision's own files are read by
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,23 @@ class Reader(Protocol):
     def files(self, spec: DataSpec) -> list[Path]: ...
 
     def read(self, spec: DataSpec, resolution: int) -> RawImages: ...
+
+
+def write_raw(raw: RawImages, out: Path) -> None:
+    """The cache layout ``evaluators/data/bank.py`` reads: one uint8 ``.npy`` per split."""
+    for part, (x, y) in raw.splits.items():
+        np.save(out / f"x_{part}.npy", np.ascontiguousarray(x, dtype=np.uint8))
+        np.save(out / f"y_{part}.npy", y.astype(np.int64))
+    (out / "classes.json").write_text(json.dumps(list(raw.classes)))
+
+
+def write_images(reader: Reader, spec: DataSpec, resolution: int, out: Path) -> None:
+    """Decode into ``out``; a reader that can stream (``write``) never holds every image."""
+    stream = getattr(reader, "write", None)
+    if stream is not None:
+        stream(spec, resolution, out)
+    else:
+        write_raw(reader.read(spec, resolution), out)
 
 
 def first_line(exc: BaseException) -> str:
@@ -204,6 +222,10 @@ def _decode(path: Path, resolution: int) -> np.ndarray:
         raise EdgeshrinkError(f"cannot read image {path}: {first_line(exc)}") from None
 
 
+def _is_grey(x: np.ndarray) -> bool:
+    return bool((x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all())
+
+
 @dataclass(frozen=True)
 class FolderReader:
     """torchvision's ImageFolder layout, decoded and resized once with Pillow.
@@ -224,7 +246,7 @@ class FolderReader:
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow drops the GIL
             pixels = np.stack(list(pool.map(lambda f: _decode(f, resolution), files)))
         x = pixels.transpose(0, 3, 1, 2)
-        if (x[:, 0] == x[:, 1]).all() and (x[:, 1] == x[:, 2]).all():
+        if _is_grey(x):
             x = x[:, :1]
         x = np.ascontiguousarray(x)
         arrays, start = {}, 0
@@ -233,6 +255,44 @@ class FolderReader:
             arrays[part] = (x[start : start + len(items)], y)
             start += len(items)
         return RawImages(assign_splits(arrays), classes)  # _scan checked the split
+
+
+    def write(self, spec: DataSpec, resolution: int, out: Path, chunk: int = 128) -> None:
+        """As ``read`` then ``write_raw``, but ``chunk`` images at a time: memory stays bounded
+        by one chunk however many images the folder holds."""
+        from edgeshrink.evaluators.data.bank import ImageBank, NpyWriter
+
+        root = Path(str(spec.path))
+        classes, layout = _scan(root)
+        files = [f for items in layout.values() for f, _ in items]
+        arrays, start = {}, 0
+        for part, items in layout.items():
+            index = np.arange(start, start + len(items))
+            arrays[part] = (index, np.array([label for _, label in items], dtype=np.int64))
+            start += len(items)
+        grey = True
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            for part, (index, y) in assign_splits(arrays).items():
+                writer = NpyWriter(out / f"x_{part}.npy", (len(index), 3, resolution, resolution))
+                with writer:
+                    for i in range(0, len(index), chunk):
+                        batch = [files[j] for j in index[i : i + chunk]]
+                        pixels = np.stack(list(pool.map(lambda f: _decode(f, resolution), batch)))
+                        x = pixels.transpose(0, 3, 1, 2)
+                        grey = grey and _is_grey(x)
+                        writer.write(x)
+                np.save(out / f"y_{part}.npy", y)
+        if grey:  # every image grey: keep one channel, as read() does
+            for part in SPLITS:
+                path = out / f"x_{part}.npy"
+                bank = ImageBank(path, resolution)
+                one = out / f"x_{part}.grey.npy"
+                with NpyWriter(one, (len(bank), 1, resolution, resolution)) as writer:
+                    for i in range(0, len(bank), chunk):
+                        writer.write(bank.raw(slice(i, i + chunk))[:, :1])
+                del bank
+                os.replace(one, path)
+        (out / "classes.json").write_text(json.dumps(list(classes)))
 
 
 IMAGE_FOLDER = FolderReader()

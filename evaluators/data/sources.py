@@ -17,15 +17,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from edgeshrink.core.atomic import atomic_path, compute_once
+from edgeshrink.core.atomic import atomic_directory, compute_once
 from edgeshrink.core.errors import EdgeshrinkError
 from edgeshrink.evaluators.data import readers, torchvision_files
+from edgeshrink.evaluators.data.bank import ImageBank, chunk_images, sweep_stats, to_float
 from edgeshrink.evaluators.data.readers import RawImages
 from edgeshrink.evaluators.data.splits import DataSplits, Split, load_digits_splits
 
-CACHE_FORMAT = 1  # bump when the cached arrays change meaning
+CACHE_FORMAT = 2  # bump when the cached arrays change meaning (2: .npy per split)
 DEFAULT_DATA_DIR = "data"  # torchvision's customary root, relative to the working directory
 
 
@@ -93,86 +93,86 @@ def _cache_key(spec: DataSpec, resolution: int | None, files: list[Path]) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _save_npz(path: Path, raw: RawImages) -> None:
-    """Readers never see half a file (``core.atomic``)."""
-    arrays = {f"{k}_{part}": a for part, (x, y) in raw.splits.items()
-              for k, a in (("x", x), ("y", y))}
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, classes=np.array(raw.classes, dtype=str), **arrays)
-
-
-def _load_npz(path: Path) -> RawImages:
-    with np.load(path, allow_pickle=False) as z:
-        splits = {p: (z[f"x_{p}"], z[f"y_{p}"]) for p in readers.SPLITS}
-        return RawImages(splits, tuple(str(c) for c in z["classes"]))
-
-
-def cached_raw(spec: DataSpec, reader: readers.Reader, resolution: int,
-               cache_dir: Path | None) -> RawImages:
-    """Decode once per run directory; a file lock makes concurrent first starts decode once."""
+def cached_images(spec: DataSpec, reader: readers.Reader, resolution: int,
+                  cache_dir: Path) -> Path:
+    """Decode once per run directory into a folder of ``.npy`` files; a file lock makes
+    concurrent first starts decode once, and the folder appears whole or not at all."""
     files = reader.files(spec)
-    if cache_dir is None:
-        return reader.read(spec, resolution)
     cache_dir.mkdir(parents=True, exist_ok=True)
     key = _cache_key(spec, resolution if reader.resizes else None, files)
-    path = cache_dir / f"{spec.name}-{key}.npz"
+    path = cache_dir / f"{spec.name}-{key}"
 
-    def decode() -> RawImages:
-        raw = reader.read(spec, resolution)
-        _save_npz(path, raw)
-        return raw
+    def decode() -> Path:
+        with atomic_directory(path) as work:
+            readers.write_images(reader, spec, resolution, work)
+        return path
 
     return compute_once(cache_dir / f".{spec.name}-{key}.lock",
-                        lambda: _load_npz(path) if path.is_file() else None, decode)
+                        lambda: path if (path / "classes.json").is_file() else None, decode)
 
 
 # ---------------------------------------------------------------- arrays to tensors
 
 
-def _to_float(images: np.ndarray, resolution: int, chunk: int = 4096) -> torch.Tensor:
-    """uint8 N x C x H x W to float in [0, 1] at ``resolution``, chunked to bound memory."""
-    n, c = images.shape[:2]
-    out = [torch.zeros(0, c, resolution, resolution)]
-    for i in range(0, n, chunk):
-        t = torch.from_numpy(np.ascontiguousarray(images[i : i + chunk])).float().div_(255.0)
-        if tuple(t.shape[-2:]) != (resolution, resolution):
-            t = F.interpolate(t, size=(resolution, resolution), mode="bilinear",
-                              align_corners=False, antialias=t.shape[-1] > resolution)
-        out.append(t)
-    return torch.cat(out)
+def _in_chunks(x: torch.Tensor) -> Callable[[], list[torch.Tensor]]:
+    return lambda: list(x.split(chunk_images(x.shape)))
 
 
 def splits_from_raw(name: str, raw: RawImages, resolution: int) -> DataSplits:
-    """Normalise with the training split's mean and std, as a deployed model must too."""
-    floats = {p: _to_float(x, resolution) for p, (x, _) in raw.splits.items()}
-    train = floats["train"].double()
-    mean, std = float(train.mean()), float(train.std())
-    std = std if std > 0 else 1.0
+    """Every split in memory, normalised with the training split's mean and std (as a
+    deployed model must be too); what ``splits_from_cache`` gives, without a cache."""
+    floats = {p: to_float(x, resolution) for p, (x, _) in raw.splits.items()}
+    mean, std = sweep_stats(_in_chunks(floats["train"]))
 
     def split(part: str) -> Split:
         x = ((floats[part] - mean) / std).float()
         return Split(x, torch.from_numpy(raw.splits[part][1].astype(np.int64)))
 
+    return _splits(name, split, raw.classes, int(raw.splits["train"][0].shape[1]), resolution,
+                   mean, std)
+
+
+def splits_from_cache(name: str, folder: Path, resolution: int) -> DataSplits:
+    """The training split stays on disk, read and normalised per batch (``ImageBank``); the
+    validation and test splits, read whole by every trial's scoring, are held as tensors."""
+    train = ImageBank(folder / "x_train.npy", resolution)
+    mean, std = sweep_stats(train.float_chunks)
+    classes = tuple(json.loads((folder / "classes.json").read_text()))
+
+    def split(part: str) -> Split:
+        y = torch.from_numpy(np.load(folder / f"y_{part}.npy").astype(np.int64))
+        if part == "train":
+            return Split(ImageBank(folder / "x_train.npy", resolution, mean, std), y)
+        x = np.load(folder / f"x_{part}.npy")
+        return Split(((to_float(x, resolution) - mean) / std).float(), y)
+
+    return _splits(name, split, classes, train.stored_shape[1], resolution, mean, std)
+
+
+def _splits(name: str, split: Callable[[str], Split], classes: tuple[str, ...], channels: int,
+            resolution: int, mean: float, std: float) -> DataSplits:
     return DataSplits(
         name=name,
         train=split("train"),
         val=split("val"),
         test=split("test"),
-        num_classes=len(raw.classes),
-        in_channels=int(raw.splits["train"][0].shape[1]),
+        num_classes=len(classes),
+        in_channels=channels,
         resolution=resolution,
         mean=mean,
         std=std,
         pixel_scale=255.0,
-        classes=raw.classes,
+        classes=classes,
     )
 
 
 def _from_files(reader: readers.Reader) -> Callable[[DataSpec, int, Path | None], DataSplits]:
     def load(spec: DataSpec, resolution: int, cache_dir: Path | None) -> DataSplits:
-        raw = cached_raw(spec, reader, resolution, cache_dir)
         name = Path(spec.path).name if spec.path else spec.name
-        return splits_from_raw(name, raw, resolution)
+        if cache_dir is None:
+            return splits_from_raw(name, reader.read(spec, resolution), resolution)
+        return splits_from_cache(name, cached_images(spec, reader, resolution, cache_dir),
+                                 resolution)
 
     return load
 

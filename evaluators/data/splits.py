@@ -9,12 +9,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgeshrink.evaluators.data.bank import ImageBank
+
 SPLIT_SEED = 0  # fixed, independent of --seed, so every study on digits sees the same split
 
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor  # float32, N x C x H x W, normalised
+    # float32, N x C x H x W, normalised; a training split read from the decoded-image cache
+    # is an ImageBank, which indexes like that tensor and reads per batch
+    x: torch.Tensor | ImageBank
     y: torch.Tensor  # int64, N
 
 
@@ -37,7 +41,10 @@ class DataSplits:
         """Identifies the exact data, so a cached teacher is never reused on other data."""
         h = hashlib.sha256()
         for split in (self.train, self.val, self.test):
-            h.update(split.x.numpy().tobytes())
+            if isinstance(split.x, ImageBank):  # the same bytes, read a chunk at a time
+                split.x.update_digest(h)
+            else:
+                h.update(split.x.numpy().tobytes())
             h.update(split.y.numpy().tobytes())
         return h.hexdigest()[:16]
 

@@ -198,9 +198,11 @@ def test_search_runs_on_the_data_and_teacher_it_was_given(searched):
     assert (data.in_channels, data.num_classes) == (case["channels"], case["classes"])
     # The decoded images were cached once in the run directory, and match a fresh decode.
     if spec.name != "digits":
-        assert len(list((run_dir / "data").glob("*.npz"))) == 1
+        caches = [p for p in (run_dir / "data").iterdir() if p.is_dir()]
+        assert len(caches) == 1 and (caches[0] / "x_train.npy").is_file()
         fresh = load_data(spec, 16)
         assert torch.equal(fresh.val.x, data.val.x) and torch.equal(fresh.train.y, data.train.y)
+        assert torch.equal(fresh.train.x, data.train.x[:])  # read per batch, same numbers
     complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 2
     for t in complete:
@@ -345,13 +347,13 @@ def test_decoded_images_are_cached_once_even_for_concurrent_starts(tmp_path, mon
     spec, cache = DataSpec.parse(f"imagefolder:{folder}"), tmp_path / "cache"
     results = [None] * 4
     decodes = []
-    real_read = readers.FolderReader.read
+    real_write = readers.FolderReader.write
 
-    def counted_read(self, *args):  # the real reader, counted
+    def counted_write(self, *args):  # the real (streaming) decoder, counted
         decodes.append(1)
-        return real_read(self, *args)
+        return real_write(self, *args)
 
-    monkeypatch.setattr(readers.FolderReader, "read", counted_read)
+    monkeypatch.setattr(readers.FolderReader, "write", counted_write)
 
     def start(i: int) -> None:
         results[i] = load_data(spec, 16, cache)
@@ -361,17 +363,24 @@ def test_decoded_images_are_cached_once_even_for_concurrent_starts(tmp_path, mon
         t.start()
     for t in threads:
         t.join()
-    assert all(torch.equal(r.train.x, results[0].train.x) for r in results)
+    assert all(torch.equal(r.train.x[:], results[0].train.x[:]) for r in results)
     assert len(decodes) == 1  # the file lock let one start decode; the others read its cache
-    files = [p.name for p in cache.iterdir() if not p.name.endswith(".lock")]
-    assert len(files) == 1 and files[0].endswith(".npz")  # one cache, no temporary left over
+    files = [p for p in cache.iterdir() if not p.name.endswith(".lock")]
+    assert len(files) == 1 and files[0].is_dir()  # one cache, no temporary left over
+    assert sorted(p.name for p in files[0].iterdir()) == [
+        "classes.json", *(f"{k}_{p}.npy" for k in "xy" for p in ("test", "train", "val"))]
+    # The uncached load (everything in memory) gives the very same tensors.
+    fresh = load_data(spec, 16)
+    assert torch.equal(fresh.train.x, results[0].train.x[:])
+    assert torch.equal(fresh.val.x, results[0].val.x)
+    assert fresh.fingerprint() == results[0].fingerprint()
     # Later loads read the cache and decode nothing: an image overwritten with garbage of the
     # same size and time stamp goes unnoticed, while decoding it fails.
     victim = sorted(folder.rglob("*.png"))[0]
     stat = victim.stat()
     victim.write_bytes(b"\0" * stat.st_size)
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    assert torch.equal(load_data(spec, 16, cache).train.x, results[0].train.x)
+    assert torch.equal(load_data(spec, 16, cache).train.x[:], results[0].train.x[:])
     with pytest.raises(EdgeshrinkError, match="cannot read image"):
         load_data(spec, 16)
 
