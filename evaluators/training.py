@@ -99,6 +99,7 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
            teacher: nn.Module | None) -> float:
     device = settings.device
     on_gpu = device != "cpu"
+    pin = device.startswith("cuda")  # page-locked host memory: CUDA's asynchronous copies
     layout = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(device, memory_format=layout)  # undone by the caller
     augment = augmentation(settings.augment, x.shape[-1])
@@ -141,11 +142,13 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         else:
             order = torch.randperm(len(x), generator=gen).tolist()
             batches = augmented_batches(dataset, order, seed, epoch, settings.batch_size,
-                                        settings.loader_workers, pin=on_gpu)
+                                        settings.loader_workers, pin=pin)
         for xb, yb, idx in batches:
             if on_gpu:
-                xb = (xb if xb.is_pinned() else xb.pin_memory()).to(device, non_blocking=True)
-                yb = yb.to(device, non_blocking=True)
+                if pin and not xb.is_pinned():
+                    xb = xb.pin_memory()
+                xb = xb.to(device, non_blocking=pin)
+                yb = yb.to(device, non_blocking=pin)
             xb = xb.contiguous(memory_format=layout)
             if live:
                 t_logits, t_maps = teacher_on_batch(teacher, xb, hints=regressor is not None)
