@@ -152,6 +152,7 @@ def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
             xb = xb.contiguous(memory_format=layout)
             if live:
                 t_logits, t_maps = teacher_on_batch(teacher, xb, hints=regressor is not None)
+                t_logits = t_logits if distil else None  # hints alone: plain cross-entropy
             else:
                 t_logits = teacher_logits[idx].to(device) if distil else None
                 t_maps = hint.targets[idx].to(device) if regressor is not None else None
