@@ -101,8 +101,6 @@ def describe_device(device: str) -> dict[str, Any]:
                            "cuda_version": torch.version.cuda}
     if device.startswith("cuda") and torch.cuda.is_available():
         out["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    elif device == "cpu":
-        out["gpu"] = None
     else:
-        out["gpu"] = device
+        out["gpu"] = "Apple MPS" if device == "mps" else None
     return out

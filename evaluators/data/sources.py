@@ -2,8 +2,9 @@
 
 ``digits`` is embedded. The others are read from disk (``mnist``, ``fashion-mnist`` and
 ``cifar10`` in torchvision's layout under ``--data-dir``; ``imagefolder:PATH``), decoded once
-into uint8 arrays cached in the run directory, and turned into normalised tensors at the
-candidate's resolution. Channel and class counts come from the data, never from constants.
+into uint8 arrays cached in the run directory, and normalised at the candidate's resolution:
+the training split per batch as it is read (``bank.ImageBank``), the others once, whole.
+Channel and class counts come from the data, never from constants.
 """
 
 from __future__ import annotations
@@ -143,8 +144,8 @@ def splits_from_cache(name: str, folder: Path, resolution: int) -> DataSplits:
         y = torch.from_numpy(np.load(folder / f"y_{part}.npy").astype(np.int64))
         if part == "train":
             return Split(ImageBank(folder / "x_train.npy", resolution, mean, std), y)
-        x = np.load(folder / f"x_{part}.npy")
-        return Split(((to_float(x, resolution) - mean) / std).float(), y)
+        held = ImageBank(folder / f"x_{part}.npy", resolution, mean, std)
+        return Split(torch.cat([held[i : i + 4096] for i in range(0, len(held), 4096)]), y)
 
     return _splits(name, split, classes, train.stored_shape[1], resolution, mean, std)
 
