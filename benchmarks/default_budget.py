@@ -25,20 +25,9 @@ from optuna.trial import TrialState
 from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.teacher.load import load_teacher
 from edgeshrink.hardware_profiles.cpu import host_cpu
-from edgeshrink.search.hypervolume import hypervolume_2d
+from edgeshrink.search.hypervolume import hypervolume_2d, nadir_reference, pareto_2d
 from edgeshrink.search.runner import SearchOptions, run_search
 from edgeshrink.spaces.space import load_space
-
-
-def front_points(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [p for p in points
-            if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
-
-
-def reference(front: list[tuple[float, float]]) -> tuple[float, float]:
-    accs, lats = [a for a, _ in front], [lat for _, lat in front]
-    acc_range, lat_range = max(accs) - min(accs) or 0.01, max(lats) - min(lats) or 0.01
-    return min(accs) - 0.1 * acc_range, max(lats) + 0.1 * lat_range
 
 
 def one_run(out: Path, teacher: Path, budget: int, seed: int) -> dict:
@@ -82,8 +71,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for seed in seeds:
         mine = sorted((r for r in runs if r["seed"] == seed), key=lambda r: r["budget"])
-        union = front_points([tuple(p) for r in mine for p in r["points"]])
-        ref = reference(union)
+        union = pareto_2d([tuple(p) for r in mine for p in r["points"]])
+        ref = nadir_reference(union)
         hv_union = hypervolume_2d(union, ref)
         hv_longest = hypervolume_2d([tuple(p) for p in mine[-1]["points"]], ref)
         for r in mine:

@@ -31,7 +31,7 @@ from edgeshrink.evaluators.data.sources import DataSpec, load_data
 from edgeshrink.evaluators.settings import TrainSettings
 from edgeshrink.evaluators.teacher.load import load_teacher
 from edgeshrink.hardware_profiles.cpu import host_cpu
-from edgeshrink.search.hypervolume import hypervolume_2d
+from edgeshrink.search.hypervolume import hypervolume_2d, nadir_reference, pareto_2d
 from edgeshrink.search.runner import SearchOptions, run_search
 from edgeshrink.spaces.space import load_space
 
@@ -40,17 +40,6 @@ CONFIGS: dict[str, dict] = {
     "skeleton": {"sampler": "tpe", "early_stop": False, "channels_last": False},
 }
 LEVELS = (0.90, 0.95)
-
-
-def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    return [p for p in points
-            if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in points)]
-
-
-def reference(points: list[tuple[float, float]]) -> tuple[float, float]:
-    accs, lats = [a for a, _ in points], [lat for _, lat in points]
-    acc_range, lat_range = max(accs) - min(accs) or 0.01, max(lats) - min(lats) or 0.01
-    return min(accs) - 0.1 * acc_range, max(lats) + 0.1 * lat_range
 
 
 def one_run(args: argparse.Namespace, teacher: Path, config: str, seed: int) -> dict:
@@ -105,8 +94,8 @@ def main() -> None:
             if not any(r["config"] == config and r["seed"] == seed for r in runs):
                 runs.append(one_run(args, args.out / f"teacher-s{seed}", config, seed))
                 results.write_text(json.dumps(runs))
-    union = front([(a, lat) for r in runs for _, a, lat in r["completed"]])
-    ref = reference(union)
+    union = pareto_2d([(a, lat) for r in runs for _, a, lat in r["completed"]])
+    ref = nadir_reference(union)
     best = hypervolume_2d(union, ref)
     print(f"{args.space} on {args.dataset}, {args.budget:.0f} s per run; reference: the union "
           f"front of {len(runs)} runs ({len(union)} points)")

@@ -22,3 +22,18 @@ def hypervolume_2d(points: Iterable[tuple[float, float]], ref: tuple[float, floa
         next_lat = inside[i + 1][0] if i + 1 < len(inside) else ref_lat
         area += (next_lat - lat) * (best_acc - ref_acc)
     return area
+
+
+def pareto_2d(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The ``(accuracy, latency)`` points no other point dominates."""
+    pts = list(points)
+    return [p for p in pts if not any(q[0] >= p[0] and q[1] <= p[1] and q != p for q in pts)]
+
+
+def nadir_reference(front: Iterable[tuple[float, float]],
+                    slack: float = 0.1) -> tuple[float, float]:
+    """A front's nadir moved out by ``slack`` of its range on each axis (0.01 where the range is
+    0), so a hypervolume ratio measures how well the front itself is covered."""
+    accs, lats = zip(*front, strict=True)
+    acc_range, lat_range = max(accs) - min(accs) or 0.01, max(lats) - min(lats) or 0.01
+    return min(accs) - slack * acc_range, max(lats) + slack * lat_range

@@ -19,7 +19,7 @@ from edgeshrink.search.early_stop import (
     finished_history,
     no_slower,
 )
-from edgeshrink.search.hypervolume import hypervolume_2d
+from edgeshrink.search.hypervolume import hypervolume_2d, nadir_reference, pareto_2d
 from edgeshrink.spaces.candidate import Candidate
 
 
@@ -226,3 +226,11 @@ def test_latency_is_previewed_where_it_is_cheap_or_saves_trials():
 
     assert wants("raspberry-pi-4", None) and wants("raspberry-pi-4", 1.0)
     assert wants("host", 0.05) and not wants("host", None)
+
+
+def test_pareto_points_and_the_nadir_reference_of_the_benchmarks():
+    pts = [(0.90, 1.0), (0.95, 2.0), (0.93, 2.5), (0.90, 1.0), (0.99, 4.0)]
+    front = pareto_2d(pts)
+    assert sorted(set(front)) == [(0.90, 1.0), (0.95, 2.0), (0.99, 4.0)]
+    assert nadir_reference(front) == pytest.approx((0.90 - 0.009, 4.0 + 0.3))
+    assert nadir_reference([(0.9, 1.0)]) == pytest.approx((0.899, 1.001))  # no range: 0.01
