@@ -36,7 +36,7 @@ class SearchOptions:
     run_dir: Path | None = None
     storage: str | None = None
     # 40: a front as good as 80 trials' within run-to-run spread, in 40-45% of the time; 30 fell
-    # short (benchmarks/default_budget.py, BENCHMARKS.md "Default budget")
+    # short in one of two seeds (benchmarks/default_budget.py, BENCHMARKS.md "Default budget")
     trials: int = 40
     timeout: float | None = None
     seed: int = 0
