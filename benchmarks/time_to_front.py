@@ -11,6 +11,7 @@ reference hypervolume (never reached: blank).
 Configurations:
 
 * ``defaults``: today's defaults (GP sampler, early abort on, channels-last training);
+* ``no-abort``: the defaults with the early abort off;
 * ``skeleton``: the project's first configuration (TPE, no early abort, NCHW training).
 
     .venv/bin/python benchmarks/time_to_front.py --space mobilenetv2-32 --budget 900 --seeds 0,1,2
@@ -37,6 +38,7 @@ from edgeshrink.spaces.space import load_space
 
 CONFIGS: dict[str, dict] = {
     "defaults": {},
+    "no-abort": {"early_stop": False},
     "skeleton": {"sampler": "tpe", "early_stop": False, "channels_last": False},
 }
 LEVELS = (0.90, 0.95)

@@ -33,6 +33,15 @@ smallest of those tried that lost no Pareto point in the 1,000 orders; 0.15 (18%
 lost) leaves room for spaces and budgets other than that grid
 (``benchmarks/sampler_replay.py --early-stop-only --seeds 1000 --latency-margins ...``).
 
+A margin tuned on one grid lost a true Pareto point in 1 of 10 orders on another machine's grid,
+so the margins also follow what the study itself observes. Every ``audit_every``-th trial (by
+number) that the rule would abort trains to the end instead, recording the bound the rule
+predicted for it (``accuracy + largest gain``, no margin). Audited trials are exactly the late
+bloomers the rule otherwise hides: their gains enter the history, and the largest amount by which
+any of them ended above its bound (the *miss*) raises both margins to ``miss + margin`` where that
+exceeds them. A study whose candidates catch up more than the tuned margins allow thus widens them
+after its first audited late bloomer, at the price of training a quarter of the hopeless trials.
+
 Containment also bounds the objectives ``--objectives`` may add (a contained network has no more
 MACs, weights or activations at the same precision, so no more energy and no larger file); the
 latency comparison bounds only latency, so studies with more than the two objectives use
@@ -54,6 +63,7 @@ from edgeshrink.spaces.candidate import Candidate
 
 CURVE_ATTR = "epoch_accuracy"  # torch validation accuracy after each distillation epoch
 ABORT_ATTR = "aborted"  # why and when a trial was stopped early (epoch 0: before training)
+AUDIT_ATTR = "audited"  # when the rule would have aborted a trial it let finish, and its bound
 PREVIEW_ATTR = "preview_latency_ms"  # the latency previewed before training
 
 # How far a trained artifact's latency may fall below its preview. Predicted latencies are read
@@ -77,6 +87,13 @@ class Finished:
     accuracy: float
     curve: tuple[float, ...]
     latency: float | None = None  # values[1], ms; None where unknown
+    feasible: bool = True  # only a feasible trial is a rival; any trial's curve shows catch-up
+    bound: float | None = None  # audited: the accuracy the rule predicted at most, no margin
+
+    @property
+    def miss(self) -> float | None:
+        """How far an audited trial ended above the bound the rule predicted for it."""
+        return None if self.bound is None else self.accuracy - self.bound
 
 
 def no_slower(small: Candidate, big: Candidate, sparse_kernels: bool = False) -> bool:
@@ -112,6 +129,26 @@ class EarlyStopRule:
     latency_margin: float = 0.15  # the same, when a faster (not contained) trial is the rival
     min_finished: int = 10  # finished trials needed before anything is aborted
     sparse_kernels: bool = False  # the device's latency drops with sparsity
+    audit_every: int = 4  # every n-th trial (by number) the rule would abort finishes; 0: none
+
+    def audits(self, number: int) -> bool:
+        """Whether trial ``number`` trains to the end even if the rule finds it hopeless."""
+        return self.audit_every > 0 and (number + 1) % self.audit_every == 0
+
+    @staticmethod
+    def miss(history: Sequence[Finished]) -> float:
+        """The largest amount an audited trial ended above its predicted bound (0 if none)."""
+        return max([h.miss for h in history if h.miss is not None] + [0.0])
+
+    def margins(self, history: Sequence[Finished]) -> tuple[float, float]:
+        """The containment and latency margins, widened by the study's own misses."""
+        needed = self.miss(history) + self.margin
+        return max(self.margin, needed), max(self.latency_margin, needed)
+
+    def bound(self, epoch: int, accuracy: float, history: Sequence[Finished]) -> float | None:
+        """The final accuracy the rule predicts at most, before any margin; None if unknown."""
+        gain = self.max_gain(history, epoch)
+        return None if gain is None else accuracy + max(gain, 0.0)
 
     def max_gain(self, history: Sequence[Finished], epoch: int) -> float | None:
         """Largest final-minus-checkpoint accuracy gain seen after ``epoch``, or None if unknown."""
@@ -128,13 +165,14 @@ class EarlyStopRule:
         ``latency_ms``: the candidate's preview latency, ``tolerance`` its
         :func:`latency_tolerance`; None compares by containment only.
         """
-        gain = self.max_gain(history, epoch)
-        if gain is None:
+        bound = self.bound(epoch, accuracy, history)
+        if bound is None:
             return None
-        best_case = accuracy + max(gain, 0.0) + self.margin
+        margin, latency_margin = self.margins(history)
+        best_case = bound + margin
         if min_accuracy is not None and best_case < min_accuracy:
             return f"at most {best_case:.3f} accuracy reachable, below --min-accuracy"
-        contained = [h for h in history if h.accuracy > best_case
+        contained = [h for h in history if h.feasible and h.accuracy > best_case
                      and no_slower(h.candidate, candidate, self.sparse_kernels)]
         if contained:
             best = max(contained, key=lambda h: h.accuracy)
@@ -142,8 +180,9 @@ class EarlyStopRule:
                     f"{best.candidate.arch} reached {best.accuracy:.3f}")
         if latency_ms is None:
             return None
-        best_case = accuracy + max(gain, 0.0) + self.latency_margin
-        faster = [h for h in history if h.accuracy > best_case and h.latency is not None
+        best_case = bound + latency_margin
+        faster = [h for h in history if h.feasible and h.accuracy > best_case
+                  and h.latency is not None
                   and h.latency <= latency_ms / (1 + tolerance)]
         if faster:
             best = max(faster, key=lambda h: h.accuracy)
@@ -154,22 +193,24 @@ class EarlyStopRule:
 
 
 def finished_history(trials: Sequence[FrozenTrial]) -> list[Finished]:
-    """Completed, feasible trials that recorded a learning curve."""
+    """Completed trials that recorded a learning curve, feasible or not."""
     out = []
     for t in trials:
         if t.state != TrialState.COMPLETE or CURVE_ATTR not in t.user_attrs:
             continue
-        if any(v > 0 for v in t.constraints.values()):
-            continue
+        audit = t.user_attrs.get(AUDIT_ATTR)
         out.append(Finished(Candidate.from_dict(t.user_attrs["candidate"]), t.values[0],
                             tuple(t.user_attrs[CURVE_ATTR]),
-                            t.values[1] if len(t.values) > 1 else None))
+                            t.values[1] if len(t.values) > 1 else None,
+                            feasible=not any(v > 0 for v in t.constraints.values()),
+                            bound=audit["bound"] if audit else None))
     return out
 
 
 class TrialWatcher:
     """One trial's callbacks for the pipeline: ``on_preview`` before training, then itself as
-    ``on_epoch`` after each epoch. Each records what it saw and raises TrialPruned if hopeless.
+    ``on_epoch`` after each epoch. Each records what it saw and raises TrialPruned if hopeless,
+    unless the trial is one the rule audits (it then records the bound and trains on).
 
     The history is read once, when the trial starts. The preview latency is compared with
     finished trials' latencies only in two-objective studies (see the module docstring).
@@ -184,6 +225,8 @@ class TrialWatcher:
         self.curve: list[float] = []
         self.latency_ms: float | None = None
         self.tolerance = 0.0
+        self.audit = rule.audits(trial.number)
+        self.audited = False  # the rule found it hopeless once; it trains to the end unchecked
 
     def _abort(self, epoch: int, why: str) -> None:
         self.trial.set_user_attr(ABORT_ATTR, {"epoch": epoch, "reason": why})
@@ -203,8 +246,17 @@ class TrialWatcher:
     def __call__(self, epoch: int, accuracy: float) -> None:
         self.curve.append(round(accuracy, 6))
         self.trial.set_user_attr(CURVE_ATTR, self.curve)
+        if self.audited:
+            return
         why = self.rule.reason(epoch, accuracy, self.candidate, self.history, self.min_accuracy,
                                self.latency_ms, self.tolerance)
-        if why is not None:
-            self._abort(epoch, why)
+        if why is None:
+            return
+        if self.audit:
+            self.audited = True
+            self.trial.set_user_attr(AUDIT_ATTR, {
+                "epoch": epoch, "reason": why,
+                "bound": round(self.rule.bound(epoch, accuracy, self.history), 6)})
+            return
+        self._abort(epoch, why)
 

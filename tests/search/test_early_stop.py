@@ -10,6 +10,7 @@ from optuna.trial import create_trial
 from edgeshrink.evaluators.training import TrainSettings, model_accuracy, train_distilled
 from edgeshrink.search.early_stop import (
     ABORT_ATTR,
+    AUDIT_ATTR,
     CURVE_ATTR,
     LATENCY_TOLERANCE,
     PREVIEW_ATTR,
@@ -234,3 +235,52 @@ def test_pareto_points_and_the_nadir_reference_of_the_benchmarks():
     assert sorted(set(front)) == [(0.90, 1.0), (0.95, 2.0), (0.99, 4.0)]
     assert nadir_reference(front) == pytest.approx((0.90 - 0.009, 4.0 + 0.3))
     assert nadir_reference([(0.9, 1.0)]) == pytest.approx((0.899, 1.001))  # no range: 0.01
+
+
+def test_an_audited_late_bloomer_widens_both_margins():
+    rule = EarlyStopRule(margin=0.02, latency_margin=0.15, min_finished=10)
+    assert rule.margins(HISTORY) == (0.02, 0.15)
+    # Audited at 0.30 after epoch 1 (bound 0.30 + 0.10 = 0.40), it ended at 0.95: a miss of 0.55.
+    bloomer = Finished(OTHER, 0.95, (0.30, 0.60), latency=3.0, bound=0.40)
+    history = [*HISTORY, bloomer]
+    assert bloomer.miss == pytest.approx(0.55)
+    containment, latency = rule.margins(history)
+    assert containment == pytest.approx(0.57) and latency == pytest.approx(0.57)
+    # Its catch-up (0.65 after epoch 1) is now the largest gain too: 0.60 + 0.65 + 0.57 > 0.90.
+    assert rule.reason(1, 0.60, OTHER, history, latency_ms=2.0) is None
+    assert rule.reason(1, 0.60, OTHER, HISTORY, latency_ms=2.0) is not None
+    # An audited trial that ended within its bound changes nothing.
+    assert rule.margins([*HISTORY, Finished(OTHER, 0.30, (0.2, 0.25), bound=0.35)]) == (0.02, 0.15)
+
+
+def test_an_infeasible_trial_is_no_rival_but_its_curve_counts():
+    rule = EarlyStopRule(margin=0.02, min_finished=10)
+    infeasible = [Finished(SMALL, 0.90, (0.80, 0.85), latency=1.0, feasible=False)] * 10
+    assert rule.max_gain(infeasible, 1) == pytest.approx(0.10)
+    assert rule.reason(1, 0.70, BIG, infeasible) is None
+
+
+def test_watcher_audits_every_fourth_trial_the_rule_would_abort():
+    study = _study()
+    rule = EarlyStopRule()
+    numbers = []
+    for _ in range(4):
+        trial = study.ask()
+        trial.set_user_attr("candidate", BIG.to_dict())
+        watch = TrialWatcher(trial, BIG, rule)
+        try:
+            watch(1, 0.50)  # best case 0.62 < 0.90: hopeless
+            watch(2, 0.55)  # audited: no longer checked
+        except optuna.TrialPruned:
+            continue
+        study.tell(trial, [0.93, 2.0])
+        numbers.append(trial.number)
+    # Trial 10 is aborted; 11 is audited ((11 + 1) % 4 == 0) and ends 0.33 above its bound, so
+    # from then on the same start is no longer hopeless: 12 and 13 train to the end too.
+    assert numbers == [11, 12, 13]
+    audited = study.trials[11].user_attrs[AUDIT_ATTR]
+    assert audited["epoch"] == 1 and audited["bound"] == pytest.approx(0.60)
+    assert study.trials[11].user_attrs[CURVE_ATTR] == [0.5, 0.55]
+    (late,) = [h for h in finished_history(study.trials) if h.bound is not None]
+    assert late.miss == pytest.approx(0.33) and rule.margins([late])[1] == pytest.approx(0.35)
+    assert AUDIT_ATTR not in study.trials[12].user_attrs  # kept by the wider margin
