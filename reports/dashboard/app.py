@@ -68,6 +68,9 @@ def _layout(title: str, refresh_s: float, x_axes: tuple[str, ...] = X_AXES) -> h
             html.Div([
                 html.Button("Export", id="export-button", disabled=True),
                 html.Button("Add to comparison", id="compare-add", disabled=True),
+                dcc.Checklist(id="export-format", value=["onnx"], inline=True,
+                              options=[{"label": " ONNX", "value": "onnx"},
+                                       {"label": " TFLite (LiteRT)", "value": "tflite"}]),
                 dcc.Checklist(id="export-force", value=[], inline=True,
                               options=[{"label": " replace an earlier export", "value": "force"}]),
                 dcc.Loading(html.Div(id="export-status")),
@@ -101,8 +104,10 @@ def _layout(title: str, refresh_s: float, x_axes: tuple[str, ...] = X_AXES) -> h
 
 
 def export_message(source: StudySource, trial_number: int, export_dir: Path,
-                   force: bool = False) -> html.Div:
-    """Export as ``edgeshrink export --trial N`` does; a problem is shown, never a crash."""
+                   force: bool = False, formats: list[str] | tuple[str, ...] = ("onnx",)
+                   ) -> html.Div:
+    """Export as ``edgeshrink export --trial N --format ...`` does; a problem is shown, never a
+    crash. A ``.tflite`` refused beside a written ONNX export is shown under the files."""
     try:
         from edgeshrink.reports.export import export_trial
     except ImportError as exc:
@@ -111,7 +116,8 @@ def export_message(source: StudySource, trial_number: int, export_dir: Path,
     try:
         out_dir = inside(export_dir, f"trial_{trial_number}")  # the number comes from the browser
         result = export_trial(source.study, trial_number, out_dir, run_dir=source.run_dir,
-                              force=force, reason=f"trial {trial_number}, picked in the dashboard")
+                              force=force, reason=f"trial {trial_number}, picked in the dashboard",
+                              formats=tuple(formats))
     except EdgeshrinkError as exc:
         return html.Div(f"export of trial {trial_number} failed: {exc}", className="error",
                         id="export-error")
@@ -121,6 +127,11 @@ def export_message(source: StudySource, trial_number: int, export_dir: Path,
         html.Div(f"validation accuracy {result.val_accuracy:.4f}, "
                  f"test accuracy {result.test_accuracy:.4f}"),
         html.Ul([html.Li(f) for f in result.files], id="export-files"),
+        *([html.Div([html.Div(f"{f['file']}: {f['size_bytes']:,} bytes, validation accuracy "
+                              f"{f['validation_accuracy']:.4f} ({f['check']})")
+                     for f in result.tflite], id="export-tflite")] if result.tflite else []),
+        *([html.Div(f"no .tflite: {result.tflite_refused}", className="error",
+                    id="export-tflite-refused")] if result.tflite_refused else []),
     ], className="ok", id="export-done")
 
 
@@ -209,11 +220,13 @@ def make_app(study_name: str, run_dir: Path | None = None, storage: str | None =
 
     @app.callback(Output("export-status", "children"), Input("export-button", "n_clicks"),
                   State("selected-trial", "data"), State("export-force", "value"),
-                  prevent_initial_call=True)
-    def export(clicks: int | None, number: int | None, force: list[str] | None) -> Any:
+                  State("export-format", "value"), prevent_initial_call=True)
+    def export(clicks: int | None, number: int | None, force: list[str] | None,
+               formats: list[str] | None) -> Any:
         if not clicks or number is None:
             return dash.no_update
-        return export_message(source, number, export_dir, force="force" in (force or []))
+        return export_message(source, number, export_dir, force="force" in (force or []),
+                              formats=formats or [])
 
     return app
 

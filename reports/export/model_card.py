@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeshrink.hardware_profiles.int8_arithmetic import ACCURACY_METHODS, weight_range_text
+from edgeshrink.reports.export.tflite_card import tflite_file_lines, tflite_text
 from edgeshrink.spaces.base_model.candidate import BaseCandidate
 from edgeshrink.spaces.candidate import Candidate
 
@@ -48,17 +49,38 @@ edgeshrink (picked: {metrics['picked']}). It was distilled from {teacher} (tempe
     return f"""# {data.name} classifier, trial {metrics['trial']} of study `{metrics['study']}`
 
 {what}
-`model.onnx` is the exact file whose accuracy and latency were measured.
+{_measured_text(metrics)}
 
 | metric | value |
 |---|---|
 {table}
 
+Preprocess each image as `(pixel / {data.pixel_scale:g} - {data.mean:.6f}) / {data.std:.6f}`,
+resized bilinearly to {res}x{res}.
+{_onnx_text(metrics, data, res)}{tflite_text(metrics, data, res)}
+## Files
+
+{_files_text(metrics)}
+- `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
+- `metrics.json`: all metrics, tool versions and where it came from.
+"""
+
+
+def _measured_text(metrics: dict[str, Any]) -> str:
+    if "onnx" in metrics.get("formats", ["onnx"]):
+        return "`model.onnx` is the exact file whose accuracy and latency were measured."
+    return ("The search measured the trial's `model.onnx` (not shipped: this export asked for "
+            "`--format tflite`); the figures below are that file's.")
+
+
+def _onnx_text(metrics: dict[str, Any], data: Any, res: int) -> str:
+    if "onnx" not in metrics.get("formats", ["onnx"]):
+        return ""
+    return f"""
 ## Run it with onnxruntime
 
 Input: float32 `[batch, {data.in_channels}, {res}, {res}]`; output: `[batch, {data.num_classes}]`
-logits. Preprocess each image as `(pixel / {data.pixel_scale:g} - {data.mean:.6f}) /
-{data.std:.6f}`, resized bilinearly to {res}x{res}.
+logits.
 
 ```python
 import numpy as np, onnxruntime as ort
@@ -67,16 +89,19 @@ x = np.zeros((1, {data.in_channels}, {res}, {res}), np.float32)  # your preproce
 logits = session.run(None, {{session.get_inputs()[0].name: x}})[0]
 print(logits.argmax(axis=1))
 ```
+"""
 
-## Files
 
-- `model.onnx`: the deployable model. `weights.pt`: the PyTorch state dict
+def _files_text(metrics: dict[str, Any]) -> str:
+    lines = []
+    if "onnx" in metrics.get("formats", ["onnx"]):
+        lines.append("- `model.onnx`: the deployable model, as measured.")
+    lines += tflite_file_lines(metrics)
+    lines.append("""- `weights.pt`: the PyTorch state dict
   (`torch.load("weights.pt", weights_only=True)`), before quantization; after channel pruning
   load it with `edgeshrink.spaces.pruning.state.load_pruned_state_dict(model, state)` into the
-  unpruned architecture (`build_student(...)`, or your own model for a compressed copy of it).
-- `config.yaml`: every choice; `edgeshrink build config.yaml --out DIR` retrains it from scratch.
-- `metrics.json`: all metrics, tool versions and where it came from.
-"""
+  unpruned architecture (`build_student(...)`, or your own model for a compressed copy of it).""")
+    return "\n".join(lines)
 
 
 _PRUNING_TEXT = {
