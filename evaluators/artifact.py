@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from torch import nn
+
 from edgeshrink.evaluators.compact_onnx import compact_tensor_names
 from edgeshrink.evaluators.data.splits import DataSplits
+from edgeshrink.evaluators.timed_file import TorchSource, timed_file
 from edgeshrink.evaluators.training import TrainSettings
 from edgeshrink.hardware_profiles.device_latency import DeviceLatency, device_latency
 from edgeshrink.hardware_profiles.gauge import Gauge
@@ -39,9 +42,18 @@ def quantize_artifact(fp32_path: Path, dst: Path, data: DataSplits, settings: Tr
     return quant
 
 
+def torch_source(model: nn.Module, plan: QuantPlan, data: DataSplits,
+                 settings: TrainSettings) -> TorchSource:
+    """What the artifact is exported from, with the images its int8 was calibrated on."""
+    return TorchSource(model, plan, data.train.x[: settings.calibration_samples], data.val.x[:1])
+
+
 def artifact_latency(artifact: Path, data: DataSplits, profile: Profile, gauge: Gauge | None,
-                     quant: QuantReport) -> DeviceLatency:
+                     quant: QuantReport, source: TorchSource | None = None) -> DeviceLatency:
     """The profile's latency of ``artifact``; predicted where a precision is only simulated on
-    this host (host timing of fp32 kernels is not the device's)."""
-    return device_latency(artifact, data.val.x[:1].numpy(), profile, gauge,
-                          method="predicted" if quant.simulated else None)
+    this host (host timing of fp32 kernels is not the device's). A profile measured with another
+    runtime times the artifact's conversion from ``source`` (``timed_file``)."""
+    sample = data.val.x[:1].numpy()
+    if quant.simulated:
+        return device_latency(artifact, sample, profile, gauge, method="predicted")
+    return device_latency(timed_file(artifact, profile, source), sample, profile, gauge)

@@ -29,6 +29,7 @@ from edgeshrink.evaluators.artifact import (
     channel_round_to,
     quant_plan,
     quantize_artifact,
+    torch_source,
 )
 from edgeshrink.evaluators.data.splits import DataSplits
 from edgeshrink.evaluators.onnx_export import export_onnx
@@ -89,5 +90,6 @@ def preview_latency(candidate: Candidate, data: DataSplits, profile: Profile, wo
         fp32_path, artifact = Path(tmp) / "model_fp32.onnx", Path(tmp) / "model.onnx"
         export_onnx(folded, fp32_path, data.in_channels, data.resolution)
         quant = quantize_artifact(fp32_path, artifact, data, settings, plan)
-        latency = artifact_latency(artifact, data, profile, gauge, quant)
+        latency = artifact_latency(artifact, data, profile, gauge, quant,
+                                   torch_source(folded, plan, data, settings))
     return LatencyPreview(latency.median_ms, latency.method)

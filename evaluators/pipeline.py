@@ -21,6 +21,7 @@ from edgeshrink.evaluators.artifact import (
     channel_round_to,
     quant_plan,
     quantize_artifact,
+    torch_source,
 )
 from edgeshrink.evaluators.base_model import FINETUNE_LR_SCALE, base_quant_plan, prepare_base
 from edgeshrink.evaluators.data.splits import DataSplits
@@ -186,7 +187,8 @@ def evaluate_candidate(
             labels = data.val.y.numpy()
             predictions = onnx_predict(artifact, data.val.x.numpy(), method=accuracy_method)
             accuracy = float((predictions == labels).mean())
-            latency = artifact_latency(artifact, data, profile, gauge, quant)
+            latency = artifact_latency(artifact, data, profile, gauge, quant,
+                                       torch_source(model, plan, data, settings))
             stats = graph_stats(fp32_path)
             size = artifact.stat().st_size
             gz = len(gzip.compress(artifact.read_bytes(), compresslevel=6))

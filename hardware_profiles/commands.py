@@ -1,13 +1,17 @@
-"""What ``edgeshrink profile ...`` prints: list, show, predict and calibrate, as plain text.
+"""What ``edgeshrink profile ...`` prints: list, show, predict, calibrate and bundle, as plain
+text.
 
 Kept apart from the argument parser so the CLI stays thin and these stay testable; nothing here
-imports torch, so ``profile predict`` and ``profile calibrate`` run on a device that lacks it.
+imports torch, so ``profile predict`` and ``profile calibrate`` run on a device that lacks it
+(``calibrate --runtime litert`` is handed its converter by the CLI).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import onnx
 
@@ -18,6 +22,7 @@ from edgeshrink.hardware_profiles.registry import (
     list_profiles,
     load_profile,
 )
+from edgeshrink.hardware_profiles.runtimes import RUNTIMES
 
 FORMATS = ("table", "json")
 
@@ -36,6 +41,30 @@ def list_text() -> str:
     return "\n".join(lines)
 
 
+CHECKED_FROM = 5  # published figures a precision needs before its held-out error means much
+
+
+def _published_lines(p: Profile) -> list[str]:
+    """Per precision: how many published device latencies the numbers were fitted to and the
+    median error on each one left out of the fit; which precisions have too few to check."""
+    pub = p.published
+    assert pub is not None
+    parts, few = [], []
+    for prec in p.precisions:
+        n, err = pub.figures.get(prec, 0), pub.holdout_error.get(prec)
+        parts.append(f"{prec} {n or 'none'}" + (f" (each left out: median error {err:.0%})"
+                                                 if n and err is not None else ""))
+        if n < CHECKED_FROM:
+            few.append(prec)
+    lines = [f"  published device latencies fitted to: {'; '.join(parts)}"]
+    if few:
+        lines.append(f"    fewer than {CHECKED_FROM} for {', '.join(few)}: not checked on enough "
+                     "networks outside the fit")
+    if pub.note:
+        lines.append(f"    {pub.note}")
+    return lines
+
+
 def show_text(name_or_path: str) -> str:
     p = load_profile(name_or_path)
     mem = [f"bandwidth {p.bandwidth_gbps:g} GB/s"]
@@ -51,7 +80,9 @@ def show_text(name_or_path: str) -> str:
     lines = [
         f"{p.name}: {p.description}",
         f"  file: {p.source}",
-        f"  kind: {p.kind}; latency is {p.latency_method}",
+        f"  kind: {p.kind}; latency is {p.latency_method}"
+        + (f" with {RUNTIMES[p.measurement.runtime].name}" if p.latency_method == "measured"
+           else ""),
         f"  peak GMAC/s: {_peaks(p)}",
         f"  memory: {'; '.join(mem)}",
         f"  overhead: {overhead}",
@@ -71,6 +102,8 @@ def show_text(name_or_path: str) -> str:
                      + ", ".join(f"{k} {v:g}" for k, v in p.pj_per_mac.items()))
     if p.calibrated_on is not None:
         lines.append(f"  calibrated on: {p.calibrated_on.describe()}")
+    if p.published is not None:
+        lines += _published_lines(p)
     lines += ["  sources:", *(f"    {s}" for s in p.sources)]
     return "\n".join(lines)
 
@@ -117,14 +150,19 @@ def predict_text(model_path: Path, profile_name: str, fmt: str = "table") -> str
 
 
 def calibrate_command(out: Path, name: str | None, kind: str, precisions: str,
-                      quick: bool) -> Profile:
-    """Time the micro-benchmarks here, fit, write ``out``; print where each step stands."""
+                      quick: bool, runtime: str = "onnxruntime",
+                      build: Callable[..., list[Any]] | None = None) -> Profile:
+    """Time the micro-benchmarks here, fit, write ``out``; print where each step stands.
+
+    ``runtime`` times them (``runtimes.RUNTIMES``); ``build`` makes its files where they are
+    not the ONNX micro-models (LiteRT's: the CLI passes ``evaluators.litert_micro``'s)."""
     from edgeshrink.core.vocabulary import PRECISIONS
     from edgeshrink.hardware_profiles.calibrate import (
         MICRO_BENCHMARKS,
         QUICK_BENCHMARKS,
         calibrate,
     )
+    from edgeshrink.hardware_profiles.calibrate.write import check_out
     from edgeshrink.hardware_profiles.registry import KINDS
 
     out = Path(out)
@@ -138,20 +176,35 @@ def calibrate_command(out: Path, name: str | None, kind: str, precisions: str,
     if not precs or bad:
         raise ProfileError(f"--precisions: calibration can time {list(runnable)} here (of "
                            f"{list(PRECISIONS)}); got {precisions!r}")
+    if runtime not in RUNTIMES:
+        raise ProfileError(f"--runtime must be one of {list(RUNTIMES)}, got {runtime!r}")
+    if missing := RUNTIMES[runtime].missing(f"--runtime {runtime}"):
+        raise ProfileError(missing)
     benches = QUICK_BENCHMARKS if quick else MICRO_BENCHMARKS
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        probe = out.with_name(f".{out.stem}.probe")
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise ProfileError(f"cannot write {out}: {exc.strerror}") from None
+    out = check_out(out)
     print(f"timing {len(benches)} micro-benchmarks ({', '.join(precs)}; operators in chains "
-          "of 1 and 4) with onnxruntime on this machine ...", flush=True)
+          f"of 1 and 4) with {RUNTIMES[runtime].name} on this machine ...", flush=True)
+    if build is not None:
+        print(f"  converting each to {RUNTIMES[runtime].suffix} first (seconds per model) ...",
+              flush=True)
     profile, fit = calibrate(out, name=name or out.stem, kind=kind, precisions=precs,
                              benchmarks=benches, progress=lambda line: print("  " + line,
-                                                                             flush=True))
+                                                                             flush=True),
+                             runtime=runtime, build=build)
     print(f"fitted {len(fit.kernels)} kernel costs: {fit.mape:.1%} mean absolute error on the "
           f"micro-benchmarks; wrote {out}")
     print(f"search for this device with: edgeshrink search --profile {out}")
     return profile
+
+
+def bundle_command(out: Path, quick: bool) -> int:
+    """Write the calibration zipapp for a device (``calibrate.bundle``); its size in bytes."""
+    from edgeshrink.hardware_profiles.calibrate.bundle import write_bundle
+
+    out = Path(out)
+    size = write_bundle(out, quick, progress=lambda line: print(line, flush=True))
+    flag = " --quick" if quick else ""
+    print(f"wrote {out} ({size / 1e6:.1f} MB). On the device: pip install numpy onnxruntime, "
+          f"then python {out.name} --out my-device.toml{flag}; copy my-device.toml back and "
+          "search with --profile my-device.toml")
+    return size

@@ -23,6 +23,9 @@ The ``onnxruntime_layout`` reading goes one step further and reads the graph aft
 layout rewrites too: blocked float convolutions (``nchwc.Conv``), NHWC int8 convolutions and the
 Reorder / Transpose layers between them; each layer then names the kernel that runs it
 (:attr:`Layer.kernel`), which a profile's per-kernel cost table prices (``kernel_costs``).
+The ``litert`` reading is how LiteRT runs the .tflite converted from the same model: the ``qdq``
+reading (its converter fuses every QDQ pattern into an int8 kernel), but only ReLU and ReLU6 fuse
+into the layer before them, and each layer's kernel is named by its ONNX operator.
 """
 
 from __future__ import annotations
@@ -44,13 +47,14 @@ from edgeshrink.hardware_profiles.onnx_ops import (
     INT8_KERNEL_INPUTS,
     INT8_TYPES,
     LAYOUT_OPS,
+    LITERT_FUSED_ACTIVATIONS,
     NCHWC_DOMAIN,
     QDQ_FOLDED_ACTIVATIONS,
     QDQ_OPS,
     RUNTIME_WEIGHTS,
     WEIGHT_INPUT,
 )
-from edgeshrink.hardware_profiles.registry import FUSIONS
+from edgeshrink.hardware_profiles.profile_terms import FUSIONS
 
 
 @dataclass(frozen=True)
@@ -165,13 +169,15 @@ def _is_2to4(w: np.ndarray) -> bool:
 
 def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> list[Layer]:
     """The graph's costly layers in execution order, as a deployment runtime would run them
-    (``fusion``: "qdq" or "onnxruntime", see the module's docstring)."""
+    (``fusion``: one of FUSIONS, see the module's docstring)."""
     if fusion not in FUSIONS:
         raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     if not isinstance(model, onnx.ModelProto):
         model = onnx.load(str(model))
     runtime = fusion.startswith("onnxruntime")
     layout = fusion == "onnxruntime_layout"
+    litert = fusion == "litert"
+    fusable = LITERT_FUSED_ACTIVATIONS if litert else FUSABLE_ACTIVATIONS
     if runtime:
         from edgeshrink.hardware_profiles.runtime_graph import onnxruntime_graph
 
@@ -235,7 +241,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
             continue
         if (op in FREE_OPS and not (layout and op in LAYOUT_OPS)) or op not in CLASS_OF_OP:
             continue
-        if op in FUSABLE_ACTIVATIONS and not layout:  # layout: onnxruntime fused what it could
+        if op in fusable and not layout:  # layout: onnxruntime fused what it could
             src = _behind_rounding(producer.get(node.input[0]), producer)
             if src is not None and CLASS_OF_OP.get(src.op_type) in ("conv", "matmul"):
                 continue  # fused into the convolution / matmul before it
@@ -293,6 +299,7 @@ def analyse_graph(model: onnx.ModelProto | Path | str, fusion: str = "qdq") -> l
             out_channels=c_out,
             depthwise=op_class == "depthwise",
             runtime_weights=runtime_weights,
-            kernel=("nchwc." if node.domain == NCHWC_DOMAIN else "") + op if layout else "",
+            kernel=(("nchwc." if node.domain == NCHWC_DOMAIN else "") + op if layout
+                    else op if litert else ""),
         ))
     return layers

@@ -7,6 +7,10 @@
 - A **measured** profile (``host``) is this machine: accuracy is what its own int8 kernels
   compute. Where they saturate (x86 AVX2 without VNNI, see :mod:`.cpu`), int8 weights are
   quantized to 7 bits so the shipped file keeps its accuracy here and everywhere else.
+- A profile measured with **LiteRT** (``host-litert``) times a .tflite twin whose XNNPACK int8
+  kernels accumulate in 32 bits (they widen to 16 bits before multiplying, so they do not
+  saturate as onnxruntime's AVX2 kernels do): its ONNX file is scored in the reference
+  arithmetic, with full 8-bit weights, like a predicted profile's.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class Int8Arithmetic:
 
 def int8_arithmetic(profile: Profile, cpu: CpuInfo | None = None) -> Int8Arithmetic:
     cpu = cpu or host_cpu()
-    if profile.latency_method == "predicted":
+    if profile.latency_method == "predicted" or profile.measurement.runtime != "onnxruntime":
         return Int8Arithmetic("reference", False, cpu)
     return Int8Arithmetic("host", cpu.int8_saturates, cpu)
 

@@ -1,16 +1,23 @@
-"""Real latency of an ONNX file on this host as onnxruntime runs it, optionally gauge-normalised."""
+"""Real latency of a model file on this host, by the runtime the profile names, optionally
+gauge-normalised."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnxruntime as ort
 
 from edgeshrink.hardware_profiles.gauge import Gauge, write_gauge_model
-from edgeshrink.hardware_profiles.registry import Measurement, Profile
+from edgeshrink.hardware_profiles.profile_terms import Measurement
+from edgeshrink.hardware_profiles.runtimes import RUNTIMES, make_session
+
+if TYPE_CHECKING:  # not at run time: the registry needs pydantic, a device may lack it
+    from edgeshrink.hardware_profiles.registry import Profile
+
+__all__ = ["LatencyResult", "calibrate_gauge", "make_session", "measure_latency", "prepare_gauge"]
 
 
 @dataclass(frozen=True)
@@ -21,19 +28,6 @@ class LatencyResult:
     threads: int
     raw_median_ms: float  # as timed, before dividing out the host's drift
     gauge_ratio: float | None = None  # median of candidate time / adjacent gauge time
-
-
-def make_session(model_path: Path | str, threads: int = 1) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
-
-
-def _feed(session: ort.InferenceSession, sample: np.ndarray) -> dict[str, np.ndarray]:
-    return {session.get_inputs()[0].name: np.ascontiguousarray(sample[:1], dtype=np.float32)}
 
 
 def measure_latency(
@@ -49,15 +43,17 @@ def measure_latency(
     milliseconds with the gauge's calibrated latency.
     """
     s = settings or Measurement()
-    session = make_session(model_path, s.intra_op_threads)
-    feed = _feed(session, sample)
-    runners = [lambda: session.run(None, feed)]
+    runners = [RUNTIMES[s.runtime].open(model_path, sample, s.intra_op_threads)]
     if gauge is not None:
+        # The gauge is the ONNX network timed with onnxruntime whatever the candidate's runtime:
+        # it stands for the machine's speed of the moment (clock, neighbours), which both
+        # runtimes feel alike; one gauge keeps `host` and `host-litert` latencies on one scale
+        # and needs no converter on the profile side. Its timing does not depend on the values.
         ref = make_session(gauge.path, s.intra_op_threads)
-        # The gauge has its own input shape; its timing does not depend on the values.
         dims = [d if isinstance(d, int) else 1 for d in ref.get_inputs()[0].shape]
-        ref_feed = _feed(ref, np.random.default_rng(0).normal(size=dims))
-        runners.append(lambda: ref.run(None, ref_feed))
+        feed = {ref.get_inputs()[0].name: np.random.default_rng(0).normal(size=dims)
+                .astype(np.float32)}
+        runners.append(lambda: ref.run(None, feed))
     for _ in range(s.warmup_runs):
         for run in runners:
             run()
@@ -89,8 +85,10 @@ def calibrate_gauge(
     gauge_path: Path | str, sample: np.ndarray, settings: Measurement | None = None,
     sessions: int = 5,
 ) -> Gauge:
-    """The gauge's own latency: median over a few fresh sessions, taken once per study."""
-    medians = [measure_latency(gauge_path, sample, settings).median_ms for _ in range(sessions)]
+    """The gauge's own latency: median over a few fresh sessions, taken once per study, always
+    with onnxruntime (see measure_latency)."""
+    s = replace(settings or Measurement(), runtime="onnxruntime")
+    medians = [measure_latency(gauge_path, sample, s).median_ms for _ in range(sessions)]
     return Gauge(path=str(gauge_path), ms=float(np.median(medians)))
 
 

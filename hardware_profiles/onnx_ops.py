@@ -39,6 +39,9 @@ FREE_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "Flatten", "Reshape"
                       "Concat", "Cast"})
 FUSABLE_ACTIVATIONS = frozenset({"Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish",
                                  "Sigmoid"})
+# What LiteRT's converter fuses into the convolution or matmul before it (TFLite's
+# fused_activation_function: RELU, RELU6); hard-swish, hard-sigmoid and the rest stay operators.
+LITERT_FUSED_ACTIVATIONS = frozenset({"Relu", "Clip"})
 # Int8 kernels clamp for free: their output range already cuts what ReLU / Clip would.
 # (HardSwish / HardSigmoid stay separate int8 kernels, as in TFLite and onnxruntime.)
 QDQ_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip"})

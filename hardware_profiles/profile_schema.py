@@ -5,7 +5,7 @@ level ignore them, as they always have. Schema (version 2), every number sourced
 
     schema_version = 2
     name, description, kind ("cpu" | "gpu" | "npu" | "mcu")
-    latency_method = "measured" (time the file here, onnxruntime) | "predicted" (latency model)
+    latency_method = "measured" (time the file here, [measurement] runtime) | "predicted" (model)
     sources = ["[1] where a number came from", ...]
     [compute]      peak GMAC/s per precision the device runs: fp32, fp16, int8, int4
     [memory]       bandwidth_gbps; optional ram_bytes (peak activations), storage_bytes (weights)
@@ -21,19 +21,25 @@ level ignore them, as they always have. Schema (version 2), every number sourced
                    "onnxruntime" (the device runs onnxruntime: read the graph after its rewrites,
                    unfused Quantize/Dequantize nodes cost time; see graph_layers) or
                    "onnxruntime_layout" (the same after this machine's layout rewrites too)
-    [kernels]      optional, with fusion = "onnxruntime_layout": a linear cost per runtime
-                   kernel, fitted by calibrate (kernel_costs): channel_vector = N, then
+                   or "litert" (LiteRT's converter: "qdq" with only ReLU / ReLU6 fused)
+    [kernels]      optional, with fusion = "onnxruntime_layout" or "litert": a linear cost per
+                   runtime kernel, fitted by calibrate (kernel_costs): channel_vector = N, then
                    "<kernel> <class> <precision>" = {layer_us, mac_ns, mac_half_ns,
                    mac_single_ns, pixel_ns, channel_ns, weight_ns}, each >= 0; other layers
                    use the roofline
     [sparsity]     support = "none" | "2:4" | "unstructured"; min_sparsity for unstructured
     [energy]       optional: pj_per_byte and pj_per_mac.<precision>
-    [measurement]  for "measured" profiles: how to time (threads, runs, drift correction)
+    [measurement]  for "measured" profiles: how to time (threads, runs, drift correction) and
+                   runtime = "onnxruntime" (default: the .onnx file) or "litert" (a .tflite
+                   converted from the same model, LiteRT's XNNPACK delegate)
     [calibrated_on] optional, written by calibrate: cpu (model name), arch, int8_features
                    (hardware_profiles.cpu): the machine its timings came from
+    [published]    optional, predicted profiles: figures = {precision = how many published
+                   whole-network latencies on the device its numbers were fitted to
+                   (hardware_profiles/published/)}, holdout_error = {precision = median
+                   absolute error predicting each one left out of the fit}, note
 """
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,30 +49,19 @@ from pydantic_core.core_schema import ValidatorFunctionWrapHandler
 
 from edgeshrink.core.vocabulary import PRECISIONS
 from edgeshrink.hardware_profiles.cpu import INT8_FEATURES
-
-SCHEMA_VERSION = 2
-KINDS = ("cpu", "gpu", "npu", "mcu")
-LATENCY_METHODS = ("measured", "predicted")
-OP_CLASSES = ("conv", "depthwise", "pointwise", "matmul", "elementwise", "pooling")
-SPARSITY_SUPPORT = ("none", "2:4", "unstructured")
-DRIFT_CORRECTIONS = ("gauge", "none")
-# How a runtime fuses QDQ graphs (and lays data out); see graph_layers.
-FUSIONS = ("qdq", "onnxruntime", "onnxruntime_layout")
-# A [kernels] entry's terms (kernel_costs): "layer_us" in microseconds, the rest in ns per unit.
-KERNEL_TERMS = ("layer_us", "mac_ns", "mac_half_ns", "mac_single_ns", "pixel_ns", "channel_ns",
-                "weight_ns")
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """How measure.py times a model: a profile's [measurement] table, or a caller's settings."""
-
-    intra_op_threads: int = 1
-    warmup_runs: int = 30
-    min_runs: int = 200
-    min_seconds: float = 0.3
-    # "gauge": time a fixed reference network between runs and divide the host's drift out.
-    drift_correction: str = "gauge"
+from edgeshrink.hardware_profiles.profile_terms import (  # the vocabulary, re-exported
+    DRIFT_CORRECTIONS,
+    FUSIONS,
+    KERNEL_FUSIONS,
+    KERNEL_TERMS,
+    KINDS,
+    LATENCY_METHODS,
+    OP_CLASSES,
+    RUNTIMES,
+    SCHEMA_VERSION,
+    SPARSITY_SUPPORT,
+    Measurement,
+)
 
 
 def _problem(text: str, whole: bool = False) -> PydanticCustomError:
@@ -198,12 +193,19 @@ class _Measurement(_Table):
     min_runs: Annotated[int, Field(ge=1)] = _TIMING.min_runs
     min_seconds: float = _TIMING.min_seconds
     drift_correction: Literal[DRIFT_CORRECTIONS] = _TIMING.drift_correction
+    runtime: Literal[RUNTIMES] = _TIMING.runtime
 
 
 class _CalibratedOn(_Table):
     cpu: str
     arch: str
     int8_features: list[Literal[tuple(INT8_FEATURES.values())]] = []
+
+
+class _Published(_Table):
+    figures: dict[Precision, Annotated[int, Field(ge=0)]] = {}
+    holdout_error: dict[Precision, Annotated[float, Field(ge=0)]] = {}
+    note: str = ""
 
 
 class ProfileFile(_Open):
@@ -225,6 +227,7 @@ class ProfileFile(_Open):
     energy: _Energy = Field(default_factory=_Energy)
     measurement: _Measurement = Field(default_factory=_Measurement)
     calibrated_on: _CalibratedOn | None = None
+    published: _Published | None = None
 
     @field_validator("schema_version")
     @classmethod
@@ -248,7 +251,7 @@ class ProfileFile(_Open):
     @model_validator(mode="after")
     def _runs_what_it_tunes(self) -> Self:
         """Precision-specific numbers only for the precisions [compute] says the device runs,
-        and [kernels] only where they can be matched: on onnxruntime's laid-out graph."""
+        and [kernels] only where they can be matched: on a reading that names kernels."""
         runs = list(self.compute)
 
         def check(precision: str, label: str) -> None:
@@ -264,9 +267,9 @@ class ProfileFile(_Open):
                     check(p, label)
         fusion = self.layout.fusion
         if (self.kernels.model_fields_set or self.kernels.model_extra) and (
-                fusion != "onnxruntime_layout"):
-            raise _problem(f"field 'kernels' needs layout.fusion = \"onnxruntime_layout\" (kernel "
-                           f"names come from that reading), got {fusion!r}", True)
+                fusion not in KERNEL_FUSIONS):
+            raise _problem(f"field 'kernels' needs layout.fusion = one of {list(KERNEL_FUSIONS)} "
+                           f"(kernel names come from those readings), got {fusion!r}", True)
         for key in self.kernels.model_extra or {}:
             check(key.split(" ")[2], f'kernels."{key}" (precision)')
         return self

@@ -31,16 +31,20 @@ from edgeshrink.hardware_profiles.profile_schema import (
     Measurement,
     ProfileFile,
 )
-
-# Kernel paths (graph_layers.Layer.path) and what each falls back to without its own number.
-PATH_FALLBACK: dict[str, tuple[str, ...]] = {
-    "aligned": ("aligned",), "unaligned": ("unaligned", "aligned"),
-    "generic": ("generic", "unaligned", "aligned")}
-PATHS = ("generic", "unaligned")  # the paths off the blocked fast path: their own tables
+from edgeshrink.hardware_profiles.profile_terms import PATH_FALLBACK, PATHS
 
 __all__ = ["FUSIONS", "KERNEL_TERMS", "KINDS", "LATENCY_METHODS", "OP_CLASSES", "PATH_FALLBACK",
            "PATHS", "SCHEMA_VERSION", "SPARSITY_SUPPORT", "Measurement", "Profile", "ProfileError",
-           "list_profiles", "load_profile", "parse_profile"]
+           "Published", "list_profiles", "load_profile", "parse_profile"]
+
+
+@dataclass(frozen=True)
+class Published:
+    """How a predicted profile's numbers were checked against the device (``[published]``)."""
+
+    figures: dict[str, int]
+    holdout_error: dict[str, float]
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class Profile:
     measurement: Measurement = field(default_factory=Measurement)
     source: str = ""
     calibrated_on: CpuInfo | None = None  # the CPU its timings were taken on, where recorded
+    # Published whole-network latencies its numbers were fitted to, by precision, and the median
+    # error predicting each one left out ([published]); None where the file has no such table.
+    published: Published | None = None
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -227,6 +234,8 @@ def parse_profile(raw: dict[str, Any], source: str) -> Profile:
         source=source,
         calibrated_on=None if cal is None else CpuInfo(cal.cpu, cal.arch,
                                                        tuple(cal.int8_features)),
+        published=None if (pub := file.published) is None else Published(
+            dict(pub.figures), dict(pub.holdout_error), pub.note),
     )
 
 

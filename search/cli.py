@@ -149,6 +149,10 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="export K front points over the latency range plus a runtime selector")
     e.add_argument("--out", type=Path, required=True, help="directory to write")
     e.add_argument("--force", action="store_true", help="replace --out if it exists")
+    e.add_argument("--format", default="onnx", metavar="LIST",
+                   help="comma list of model files: onnx (the measured file; default), tflite "
+                        "(LiteRT fp32, plus full-integer int8 for int8 trials; needs the "
+                        "[tflite] extra)")
 
     b = sub.add_parser("build", help="retrain and export a model from an exported config.yaml")
     b.add_argument("config", type=Path, help="config.yaml written by edgeshrink export")
@@ -156,6 +160,10 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--teacher-dir", type=Path, default=None,
                    help="teacher cache to reuse (default: <out>/../.edgeshrink-teacher)")
     b.add_argument("--force", action="store_true", help="replace --out if it exists")
+    b.add_argument("--device", default="auto",
+                   help="where to train: auto (CUDA if torch sees it, else CPU), cpu, cuda, "
+                        "cuda:N or mps; the recipe's numbers do not depend on it beyond "
+                        "floating-point order")
 
     d = sub.add_parser("dashboard", help="serve a live Pareto dashboard of a study")
     _study_args(d)
@@ -168,7 +176,8 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--refresh", type=float, default=DASHBOARD_REFRESH_S, metavar="S",
                    help=f"seconds between re-reads of the study (default {DASHBOARD_REFRESH_S:g})")
 
-    pr = sub.add_parser("profile", help="hardware profiles: list, show, predict, calibrate")
+    pr = sub.add_parser("profile",
+                        help="hardware profiles: list, show, predict, calibrate, bundle")
     psub = pr.add_subparsers(dest="profile_command", metavar="SUBCOMMAND", required=True)
     psub.add_parser("list", help="built-in profiles")
     ps = psub.add_parser("show", help="a profile's numbers and their sources")
@@ -183,6 +192,14 @@ def _build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--kind", default="cpu", help="cpu (default), gpu, npu or mcu")
     pc.add_argument("--precisions", default="fp32,int8", help="comma list (default fp32,int8)")
     pc.add_argument("--quick", action="store_true", help="fewer micro-benchmarks, less fidelity")
+    pc.add_argument("--runtime", default="onnxruntime",
+                    help="onnxruntime (default) or litert: time .tflite files with LiteRT's "
+                         "XNNPACK delegate (needs the [tflite] extra)")
+    pb = psub.add_parser("bundle", help="calibrate as one file for a device with only numpy and "
+                         "onnxruntime: python calibrate.pyz --out my-device.toml")
+    pb.add_argument("--out", type=Path, required=True, help="zipapp to write (.pyz)")
+    pb.add_argument("--quick", action="store_true",
+                    help="only the models --quick times: a smaller file")
     return parser
 
 
@@ -229,18 +246,28 @@ def _report(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     check_export(args.trial, args.max_latency, args.ladder, args.out)
+    from edgeshrink.evaluators.tflite_export import parse_formats
+
+    formats = parse_formats(args.format)
+    if "tflite" in formats:  # before the study is read: a missing extra costs nothing
+        from edgeshrink.evaluators.litert import require_litert
+
+        require_litert()
     from edgeshrink.reports import export as ex
     from edgeshrink.search.study import load_existing_study, resolve_run_dir
 
     run_dir = resolve_run_dir(args.study, args.run_dir)
     study = load_existing_study(args.study, run_dir, args.storage)
     if args.ladder is not None:
-        results = ex.export_ladder(study, args.ladder, args.out, run_dir=run_dir, force=args.force)
+        results = ex.export_ladder(study, args.ladder, args.out, run_dir=run_dir, force=args.force,
+                                   formats=formats)
         for r in results:
             print(f"trial {r.trial}: latency {r.metrics['latency_ms']:.4f} ms, validation "
                   f"{r.val_accuracy:.4f}, test {r.test_accuracy:.4f} -> {r.out_dir}")
+            _print_tflite(r)
         print(f"ladder of {len(results)} models: {args.out} (runtime selector: "
               f"{args.out / ex.SELECTOR_FILE})")
+        _tflite_refused(results, args.out)
         return
     if args.trial is not None:
         pick = ex.pick_by_number(study, args.trial)
@@ -249,18 +276,43 @@ def _export(args: argparse.Namespace) -> None:
     else:
         pick = ex.pick_knee(study)
     r = ex.export_trial(study, pick.trial.number, args.out, run_dir=run_dir, force=args.force,
-                        reason=pick.reason)
+                        reason=pick.reason, formats=formats)
     print(f"exported trial {r.trial} ({pick.reason}): latency {r.metrics['latency_ms']:.4f} ms, "
           f"validation accuracy {r.val_accuracy:.4f} (reproduced), test accuracy "
           f"{r.test_accuracy:.4f}")
+    _print_tflite(r)
     print(f"wrote {', '.join(r.files)} to {r.out_dir}")
+    _tflite_refused([r], args.out)
+
+
+def _print_tflite(r: Any) -> None:
+    for f in r.tflite:
+        print(f"  {f['file']}: {f['size_bytes']:,} bytes, validation accuracy "
+              f"{f['validation_accuracy']:.4f}, test {f['test_accuracy']:.4f} ({f['check']})")
+    for note in r.metrics.get("tflite", {}).get("notes", []):
+        print(f"  {note}")
+
+
+def _tflite_refused(results: list[Any], out: Path) -> None:
+    """The ONNX export is complete, but a .tflite asked for is missing: fail in one line."""
+    refused = [r for r in results if r.tflite_refused]
+    if refused:
+        raise EdgeshrinkError(
+            f"no .tflite for trial {refused[0].trial}: {refused[0].tflite_refused}"
+            + (f" (and {len(refused) - 1} more trial(s))" if len(refused) > 1 else "")
+            + f"; the ONNX export in {out} is complete, its model card says why")
 
 
 def _build(args: argparse.Namespace) -> None:
     check_build(args.config, args.out, args.teacher_dir)
-    from edgeshrink.evaluators.build import build_into, load_build_config
+    from dataclasses import replace
 
+    from edgeshrink.evaluators.build import build_into, load_build_config
+    from edgeshrink.evaluators.device import resolve_device
+
+    device = resolve_device(args.device)  # refused in one line before anything is read
     config = load_build_config(args.config)
+    config = replace(config, training=replace(config.training, device=device))
     teacher_dir = args.teacher_dir or args.out.parent / ".edgeshrink-teacher"
     result = build_into(config, args.out, teacher_dir, force=args.force)
     expected = config.expected.get("validation_accuracy")
@@ -280,6 +332,18 @@ def _dashboard(args: argparse.Namespace) -> None:
           port=args.port, refresh_s=args.refresh)
 
 
+def _litert_micro_models(*args: object) -> list:
+    # The converter needs torch, which the profile side never imports: handed in from here, and
+    # imported only once the runtime check has passed.
+    from edgeshrink.evaluators.litert_micro import tflite_micro_models
+
+    return tflite_micro_models(*args)
+
+
+# `profile calibrate --runtime R`: what makes R's micro-model files (default: the ONNX ones).
+MICRO_MODELS = {"litert": _litert_micro_models}
+
+
 def _profile(args: argparse.Namespace) -> None:
     from edgeshrink.hardware_profiles import commands
 
@@ -289,8 +353,11 @@ def _profile(args: argparse.Namespace) -> None:
         print(commands.show_text(args.name))
     elif args.profile_command == "predict":
         print(commands.predict_text(args.model, args.profile, args.format))
+    elif args.profile_command == "bundle":
+        commands.bundle_command(args.out, args.quick)
     else:
-        commands.calibrate_command(args.out, args.name, args.kind, args.precisions, args.quick)
+        commands.calibrate_command(args.out, args.name, args.kind, args.precisions, args.quick,
+                                   args.runtime, MICRO_MODELS.get(args.runtime))
 
 
 COMMANDS = {"profile": _profile, "search": _search, "report": _report, "export": _export,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.core.errors import EdgeshrinkError, ProfileError
 from edgeshrink.core.metrics import DEFAULT_OBJECTIVES, parse_objectives
 from edgeshrink.evaluators.settings import TrainSettings
 from edgeshrink.spaces.presets import resolve_space
@@ -122,10 +122,26 @@ def check_study(study: str, run_dir: Path | None) -> None:
 
 
 def check_profile(option: str, profile: str | Path | None) -> None:
-    """A path (not a built-in name) must exist; built-in names are checked by the registry."""
+    """A path (not a built-in name) must exist; built-in names are checked by the registry. A
+    profile measured with a runtime that is not installed (``host-litert`` without the [tflite]
+    extra) is refused here, naming how to install it."""
     text = str(profile or "")
     if text.endswith(".toml") or "/" in text:
         existing_file(option, text, "profile file")
+    if not text:
+        return
+    # Read here, not at import: the CLI imports this module for its defaults (pydantic, numpy).
+    from edgeshrink.hardware_profiles.registry import load_profile
+    from edgeshrink.hardware_profiles.runtimes import RUNTIMES
+
+    try:
+        loaded = load_profile(text)
+    except ProfileError:
+        return  # worded by the search when it loads the profile, as before
+    if loaded.latency_method == "measured":
+        missing = RUNTIMES[loaded.measurement.runtime].missing(f"{option} {text}")
+        if missing:
+            raise EdgeshrinkError(missing)
 
 
 def check_teacher(teacher: str | None) -> None:

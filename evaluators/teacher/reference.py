@@ -40,17 +40,26 @@ def teacher_reference(teacher: Teacher, spec: TeacherSpec | None, data: DataSpli
                       ) -> dict[str, Any]:
     """The teacher's accuracy and latency, taken like a trial's: what a student gives up or gains.
 
-    Latency uses the profile's method (and the study's gauge) on the teacher as fp32 ONNX; a
-    teacher that cannot be exported keeps its accuracy and records why latency is missing.
+    Latency uses the profile's method (and the study's gauge) on the teacher as fp32 ONNX (or,
+    on a profile measured with LiteRT, its fp32 .tflite); a teacher that cannot be exported
+    keeps its accuracy and records why latency is missing.
     """
+    import torch
+
+    from edgeshrink.evaluators.timed_file import TorchSource, timed_file
     from edgeshrink.hardware_profiles.device_latency import device_latency
     from edgeshrink.hardware_profiles.graph_stats import graph_stats
+    from edgeshrink.spaces.quantization.plan import QuantPlan
 
     ref: dict[str, Any] = {"source": spec.label if spec else TRAINED_HERE,
                            "accuracy": teacher.val_accuracy}
     try:
         path, sample = _teacher_onnx(teacher, spec, data, work_dir)
-        latency = device_latency(path, sample, profile, gauge)
+        model = teacher.model.inner if isinstance(teacher.model, GreyToRGB) else teacher.model
+        x = torch.from_numpy(sample)
+        timed = timed_file(path, profile, TorchSource(model, QuantPlan("fp32"), x, x),
+                           work_dir / "teacher.tflite")
+        latency = device_latency(timed, sample, profile, gauge)
         stats = graph_stats(path)
     except Exception as exc:  # noqa: BLE001 - the reference is informative, never fatal
         ref["latency_error"] = f"{type(exc).__name__}: {first_line(exc)[:200]}"

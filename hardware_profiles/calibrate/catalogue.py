@@ -13,6 +13,7 @@ from edgeshrink.hardware_profiles.calibrate.networks import space_network
 from edgeshrink.hardware_profiles.onnx_builder import GraphBuilder
 
 CHAIN_LENGTHS = (1, 4)
+GAUGE_INPUT = (1, 1, 16, 16)  # the drift gauge is built for the default data's shape
 # The micro-benchmarks are timed with onnxruntime on this machine: read the graph it runs here.
 FUSION = "onnxruntime_layout"
 

@@ -11,20 +11,16 @@ import numpy as np
 from edgeshrink.hardware_profiles.calibrate.timing import Sample
 from edgeshrink.hardware_profiles.graph_layers import Layer
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms, kernel_units
-from edgeshrink.hardware_profiles.registry import (
-    KERNEL_TERMS,
-    PATH_FALLBACK,
-)
+from edgeshrink.hardware_profiles.profile_terms import KERNEL_TERMS, PATH_FALLBACK
 
 KERNEL_VECTOR = 16  # channels per vector step of the kernels (AVX-512: 16 floats, 16 x 4 int8)
 MAX_GMACS = 1e5  # above any edge device; caps a rate the fit left unbounded
 MAX_BANDWIDTH_GBPS = 1e3
 
 
-# Not scipy.optimize.nnls: calibrate runs on the device, which README promises needs only
-# numpy, onnx, onnxruntime, pydantic and tomli-w, and scipy is a large compiled wheel, often
-# missing for small ARM boards. tests/hardware_profiles/test_nnls.py checks this against scipy's
-# on seeded problems.
+# Not scipy.optimize.nnls: calibrate runs on the device, where the bundle promises to need only
+# numpy and onnxruntime, and scipy is a large compiled wheel, often missing for small ARM boards.
+# tests/hardware_profiles/test_nnls.py checks this against scipy's on seeded problems.
 def nnls(a: np.ndarray, b: np.ndarray, iterations: int = 500) -> np.ndarray:
     """Non-negative least squares (Lawson-Hanson), in numpy alone."""
     m, n = a.shape

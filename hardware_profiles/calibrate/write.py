@@ -8,20 +8,29 @@ comments, so what the old per-table comments said leads the file as a header.
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from edgeshrink.core.atomic import atomic_write_text
+from edgeshrink.core.errors import ProfileError
 from edgeshrink.core.vocabulary import PRECISIONS
-from edgeshrink.hardware_profiles.calibrate.catalogue import FUSION
-from edgeshrink.hardware_profiles.calibrate.fit import PATH_NOTES, Fit, KernelFit
-from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
-from edgeshrink.hardware_profiles.registry import (
-    OP_CLASSES,
-    PATH_FALLBACK,
+from edgeshrink.hardware_profiles.calibrate.fit import (
+    PATH_NOTES,
+    Fit,
+    KernelFit,
+    fit_kernels,
+    fit_roofline,
 )
+from edgeshrink.hardware_profiles.calibrate.timing import Sample
+from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
+from edgeshrink.hardware_profiles.profile_terms import OP_CLASSES, PATH_FALLBACK
+from edgeshrink.hardware_profiles.runtimes import RUNTIMES
 
-SOURCE_FIT = ("[1] fitted to onnxruntime micro-benchmarks timed on the device (conv, depthwise, "
+SOURCE_FIT = ("[1] fitted to {runtime} micro-benchmarks timed on the device (conv, depthwise, "
               "pointwise, linear, elementwise, pooling in chains of 1 and 4 layers; blocks; small "
               "networks and networks sampled from the search space)")
 
@@ -85,16 +94,17 @@ def _efficiency(fit: Fit, peak: dict[str, float], base: str) -> dict[str, Any]:
 
 def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
                  gauge_ms: float | None, kernels: KernelFit | None = None,
-                 cpu: CpuInfo | None = None) -> str:
+                 cpu: CpuInfo | None = None, runtime: str = "onnxruntime") -> str:
     """The fitted numbers as a schema-2 profile: peak = best class, efficiency = share of it.
 
-    ``cpu`` is the CPU the timings come from, this one unless given.
+    ``cpu`` is the CPU the timings come from, this one unless given; ``runtime`` the one that
+    timed them (``runtimes.RUNTIMES``), whose graph reading the profile then predicts with.
     """
     precisions = sorted({p for _, p, _ in fit.gmacs}, key=PRECISIONS.index)
     peak = {p: max(v for (c, q, _), v in fit.gmacs.items() if q == p) for p in precisions}
     base = "fp32" if "fp32" in peak else precisions[0]
     cpu = cpu or host_cpu()
-    sources = [SOURCE_FIT]
+    sources = [SOURCE_FIT.format(runtime=RUNTIMES[runtime].name)]
     if gauge_ms:
         sources.append(f"[2] timings drift-corrected against the edgeshrink gauge "
                        f"({gauge_ms:.4f} ms)")
@@ -111,7 +121,7 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
                         if p != base}},
         "efficiency": efficiency,
         "layout": {**{f"channel_block_{p}": b for p, b in fit.channel_block.items()},
-                   "fusion": FUSION},
+                   "fusion": RUNTIMES[runtime].reading},
         "sparsity": {"support": "none"},
         "calibrated_on": {"cpu": cpu.model, "arch": cpu.arch,
                           "int8_features": list(cpu.int8_features)},
@@ -122,3 +132,40 @@ def profile_toml(fit: Fit, name: str, description: str, kind: str, samples: int,
             for key, terms in sorted(kernels.kernels.items())}}
     paths = [path for path in ("unaligned", "generic") if path in efficiency]
     return "\n".join(_header(fit, samples, kernels, paths)) + "\n" + tomli_w.dumps(doc)
+
+
+def check_out(out: Path, suffix: str = ".toml") -> Path:
+    """``--out`` before anything is timed (or bundled): a ``suffix`` file in a directory that
+    takes writes."""
+    out = Path(out)
+    if out.suffix != suffix:
+        raise ProfileError(f"--out must name a {suffix} file, got {out}")
+    if out.is_dir():
+        raise ProfileError(f"--out {out} is a directory; name a {suffix} file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(f".{out.stem}.probe")
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ProfileError(f"cannot write {out}: {exc.strerror}") from None
+    return out
+
+
+def fit_and_write(samples: list[Sample], out: Path, name: str, description: str | None,
+                  kind: str, gauge_ms: float | None,
+                  check: Callable[[str], object] | None = None,
+                  runtime: str = "onnxruntime") -> KernelFit:
+    """Fit the timings and replace ``out`` with the profile in one step; ``check(text)`` may
+    refuse it first (the schema, where pydantic is installed)."""
+    kernels = fit_kernels(samples)
+    text = profile_toml(fit_roofline(samples), name,
+                        description or f"{name}: calibrated with {RUNTIMES[runtime].name}",
+                        kind, len(samples), gauge_ms, kernels, runtime=runtime)
+    tomllib.loads(text)  # valid TOML at least, even where the schema cannot be checked
+    if check:
+        check(text)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    return kernels

@@ -188,3 +188,14 @@ def test_a_device_this_machine_lacks_is_refused_before_anything_is_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and message in err[0]
     assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_build_on_a_device_this_machine_lacks_is_refused_before_reading_the_recipe(
+        tmp_path, capsys, monkeypatch):
+    _gpus(monkeypatch, 0)
+    config = tmp_path / "config.yaml"
+    config.write_text("not: a recipe\n")  # never read: the device is refused first
+    code = main(["build", str(config), "--out", str(tmp_path / "out"), "--device", "cuda"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--device cuda: torch sees no CUDA GPU" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]

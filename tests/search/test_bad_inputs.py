@@ -163,6 +163,8 @@ CASES = {
     "predict-format": (["profile", "predict", "m.onnx", "--format", "xml"], "--format must be"),
     "calibrate-kind": (["profile", "calibrate", "--out", "x.toml", "--kind", "tpu"],
                        "--kind must be one of"),
+    "bundle-out-not-pyz": (["profile", "bundle", "--out", "calibrate.zip"],
+                           "--out must name a .pyz file"),
     # names and paths
     "study-empty": ([*SEARCH, "--study", ""], "--study must not be empty"),
     "study-escapes-runs": (["search", "--study", "../elsewhere"], "not a plain directory name"),
