@@ -232,6 +232,9 @@ class ProfileFile(_Open):
     @field_validator("schema_version")
     @classmethod
     def _this_version(cls, version: int) -> int:
+        if version > SCHEMA_VERSION:
+            raise _problem(f"is {version}: the file is from a newer edgeshrink than this one "
+                           f"(schema {SCHEMA_VERSION}); upgrade edgeshrink to read it")
         if version != SCHEMA_VERSION:
             raise _problem(f"must be {SCHEMA_VERSION}, got {version}")
         return version

@@ -73,6 +73,12 @@ def _file(tmp: Path) -> str:
     return str(path)
 
 
+def _newer_profile(tmp: Path) -> str:
+    path = tmp / "newer.toml"
+    path.write_text('schema_version = 99\nname = "newer"\n')
+    return str(path)
+
+
 def _config(tmp: Path) -> str:
     path = tmp / "config.yaml"
     path.write_text("not: a config\n")
@@ -170,6 +176,10 @@ CASES = {
     "study-escapes-runs": (["search", "--study", "../elsewhere"], "not a plain directory name"),
     "run-dir-is-a-file": (["search", "--run-dir", _file], "is a file, not a directory"),
     "profile-missing": ([*SEARCH, "--profile", "pi.toml"], "profile file 'pi.toml' does not"),
+    "profile-newer-schema": ([*SEARCH, "--profile", _newer_profile],
+                             "from a newer edgeshrink than this one (schema 2)"),
+    "export-format-unknown": (["export", *STUDY, "--trial", "0", "--out", "OUT", "--format",
+                               "onnx,coreml"], "unknown export format 'coreml'"),
     "space-is-a-folder": ([*SEARCH, "--space", "."], "--space: space file '.' is not a file"),
     "space-unknown-name": ([*SEARCH, "--space", "nosuch"],
                            "--space: unknown space 'nosuch': neither a preset (mcu-96, "),
