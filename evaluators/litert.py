@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
+from edgeshrink.hardware_profiles.litert_timing import as_input
 from edgeshrink.hardware_profiles.runtimes import LITERT_INSTALL as EXTRA_HINT
 
 
@@ -87,7 +88,8 @@ def _quiet() -> Iterator[None]:
 
 
 def _refused(exc: Exception) -> ConversionRefused:
-    text = " ".join(str(exc).split())
+    # torch.fx appends "While executing ... Original traceback: ..." pages to the cause.
+    text = " ".join(str(exc).split("While executing")[0].split())
     op = next((w for w in text.replace("'", " ").replace('"', " ").split()
                if w.startswith(("aten.", "aten::", "tfl."))), None)
     where = f"operator {op.rstrip('.,:;')}" if op else "the graph"
@@ -96,6 +98,7 @@ def _refused(exc: Exception) -> ConversionRefused:
 
 def convert_float(model: nn.Module, example: torch.Tensor) -> bytes:
     """fp32 ``.tflite`` bytes; input and output keep the torch layout (NCHW) and dtype."""
+    require_litert()  # also imports the converter quietly
     import litert_torch
 
     model = model.eval().cpu()
@@ -142,6 +145,7 @@ def convert_int8(model: nn.Module, calibration: torch.Tensor, example: torch.Ten
     """Full-integer int8 ``.tflite`` bytes, activations calibrated on ``calibration``; with
     ``int8_of`` (a module path -> whether it runs at int8), only those modules are quantized and
     LiteRT converts at the boundaries, as a mixed-precision plan asks."""
+    require_litert()
     import litert_torch
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -199,11 +203,8 @@ class TfliteRunner:
         return np.issubdtype(self.input.dtype, np.integer)
 
     def _feed(self, x: np.ndarray) -> None:
-        port = self.input
-        if np.issubdtype(port.dtype, np.integer):
-            info = np.iinfo(port.dtype)
-            x = np.clip(np.round(x / port.scale) + port.zero_point, info.min, info.max)
-        self.interpreter.set_tensor(port.index, x.astype(port.dtype, copy=False))
+        detail = self.interpreter.get_input_details()[0]
+        self.interpreter.set_tensor(self.input.index, as_input(x, detail))
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Float logits for every image of ``x`` (N, C, H, W), one invoke per image."""
