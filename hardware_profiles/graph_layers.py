@@ -38,6 +38,7 @@ import onnx
 from onnx import numpy_helper, shape_inference
 
 from edgeshrink.hardware_profiles.onnx_ops import (
+    ACTIVATION_BYTES,
     BYTES_PER_ELEMENT,
     CLASS_OF_OP,
     FP16_TYPES,
@@ -106,8 +107,8 @@ class Layer:
         return "aligned" if self.aligned(block) else "unaligned"
 
     def bytes_moved(self) -> float:
-        return (self.activation_elements + self.weight_elements) * BYTES_PER_ELEMENT[
-            self.precision]
+        return (self.activation_elements * ACTIVATION_BYTES[self.precision]
+                + self.weight_elements * BYTES_PER_ELEMENT[self.precision])
 
 
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, list[int]]:

@@ -22,7 +22,7 @@ import onnx
 from edgeshrink.hardware_profiles.cpu import CpuInfo, host_cpu
 from edgeshrink.hardware_profiles.graph_layers import Layer, analyse_graph
 from edgeshrink.hardware_profiles.kernel_costs import kernel_key, kernel_ms
-from edgeshrink.hardware_profiles.onnx_ops import BYTES_PER_ELEMENT
+from edgeshrink.hardware_profiles.onnx_ops import ACTIVATION_BYTES, BYTES_PER_ELEMENT
 from edgeshrink.hardware_profiles.registry import Profile, ProfileError
 
 _2TO4_METADATA = 1.125  # 2:4 storage: half the values plus 2-bit indices per kept value
@@ -92,7 +92,8 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         block = profile.block_for(layer.precision)
         eff_macs = layer.blocked_macs(block) * compute_f
         w_bytes = layer.weight_elements * size * storage_f
-        moved = layer.activation_elements * size + w_bytes
+        act_bytes = layer.activation_elements * ACTIVATION_BYTES[layer.precision]
+        moved = act_bytes + w_bytes
         throughput = profile.peak_gmacs[layer.precision] * 1e9 * profile.efficiency_for(
             layer.op_class, layer.precision, layer.path(block))
         compute_s = eff_macs / throughput
@@ -105,7 +106,7 @@ def predict_layers(layers: list[Layer], profile: Profile) -> Prediction:
         times.append(LayerTime(layer.name, layer.op_type, layer.op_class, layer.precision,
                                layer.macs, round(eff_macs), round(moved), bound, ms))
         weight_bytes += w_bytes
-        peak_act = max(peak_act, layer.activation_elements * size)
+        peak_act = max(peak_act, act_bytes)
         if profile.has_energy:
             energy_pj += (eff_macs * profile.pj_per_mac.get(layer.precision, 0.0)
                           + moved * profile.pj_per_byte)

@@ -45,7 +45,10 @@ LITERT_FUSED_ACTIVATIONS = frozenset({"Relu", "Clip"})
 # Int8 kernels clamp for free: their output range already cuts what ReLU / Clip would.
 # (HardSwish / HardSigmoid stay separate int8 kernels, as in TFLite and onnxruntime.)
 QDQ_FOLDED_ACTIVATIONS = frozenset({"Relu", "Clip"})
-BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}
+BYTES_PER_ELEMENT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}  # weights
+# Activations: int4 is a weight format (CMSIS-NN's and onnxruntime's int4 kernels read and write
+# int8 activations), so an int4 layer moves its activations at a byte each.
+ACTIVATION_BYTES = {**BYTES_PER_ELEMENT, "int4": 1.0}
 INT8_TYPES = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
 INT4_TYPES = {getattr(onnx.TensorProto, n) for n in ("INT4", "UINT4")
                if hasattr(onnx.TensorProto, n)}

@@ -426,3 +426,16 @@ def test_mixed_precision_boundaries_are_layers_in_the_onnxruntime_reading(tmp_pa
     assert macs(ort) == macs(qdq) > 0
     assert any(la.op_type == "QuantizeLinear" for la in ort)
     assert not any(la.op_type == "QuantizeLinear" for la in qdq)
+
+
+def test_an_int4_layer_moves_its_activations_at_a_byte_each():
+    """int4 is a weight format: the kernels read and write int8 activations, so memory time and
+    the RAM check count activations at 1 B and only the weights at half a byte."""
+    from edgeshrink.hardware_profiles.graph_layers import Layer
+
+    def layer(precision: str) -> Layer:
+        return Layer("l", "Conv", "conv", precision, macs=1000, activation_elements=100,
+                     weight_elements=50, weight_density=1.0, is_2to4=False, output_elements=50)
+
+    assert layer("int4").bytes_moved() == 100 * 1.0 + 50 * 0.5
+    assert layer("int8").bytes_moved() == 150 and layer("fp32").bytes_moved() == 600
