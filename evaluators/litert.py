@@ -17,7 +17,6 @@ import contextlib
 import io
 import logging
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from edgeshrink.core.errors import EdgeshrinkError
-from edgeshrink.hardware_profiles.litert_timing import as_input
+from edgeshrink.hardware_profiles.litert_timing import as_input, native_quiet
 from edgeshrink.hardware_profiles.runtimes import LITERT_INSTALL as EXTRA_HINT
 
 
@@ -68,23 +67,11 @@ def _quiet() -> Iterator[None]:
     log to the process's stderr, for every stage; a search or an export prints its own one-line
     summary instead. Both file descriptors are silenced, not only Python's streams."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
-              contextlib.redirect_stderr(io.StringIO())):
-            warnings.simplefilter("ignore")
-            logging.getLogger("absl").setLevel(logging.ERROR)
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
+    with (native_quiet(1, 2), warnings.catch_warnings(),
+          contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())):
+        warnings.simplefilter("ignore")
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        yield
 
 
 def _refused(exc: Exception) -> ConversionRefused:

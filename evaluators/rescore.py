@@ -64,15 +64,9 @@ def rescore_trial(model_dir: Path, number: int, attrs: Mapping[str, Any],
     :class:`ArtifactMismatch` is raised before anything else runs. ``weights.pt`` must load
     safely into the recipe's architecture. Test images, never seen by the search, come last.
     """
-    import torch
-
-    from edgeshrink.evaluators.base_model import base_architecture
     from edgeshrink.evaluators.data.sources import load_data, spec_from_setup
     from edgeshrink.evaluators.onnx_eval import onnx_accuracy
-    from edgeshrink.spaces.base_model.candidate import BaseCandidate
-    from edgeshrink.spaces.blocks import build_student
     from edgeshrink.spaces.families import candidate_from_dict
-    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
     candidate = candidate_from_dict(attrs["candidate"])
     data = load_data(spec_from_setup(dict(setup)), candidate.input_resolution, cache_dir)
@@ -85,12 +79,25 @@ def rescore_trial(model_dir: Path, number: int, attrs: Mapping[str, Any],
             f"({method} arithmetic), but the study stored {stored_accuracy:.6f}: the artifact "
             "was changed or is not the one measured" + _cpu_hint(method, attrs.get("cpu"))
         )
-    state = torch.load(model_dir / WEIGHTS_FILE, weights_only=True)
-    architecture = (base_architecture(candidate, data) if isinstance(candidate, BaseCandidate)
-                    else build_student(candidate, data.in_channels, data.num_classes))
-    load_pruned_state_dict(architecture, state)
+    trial_model(model_dir, candidate, data)  # weights.pt must load into the recipe's network
     test_acc = onnx_accuracy(model, data.test.x.numpy(), data.test.y.numpy(), method=method)
     return Rescored(data, val_acc, test_acc)
+
+
+def trial_model(model_dir: Path, candidate: Any, data: DataSplits) -> Any:
+    """The trial's float network (student or base family) with ``weights.pt`` loaded: pruned
+    shapes as saved, BatchNorm not folded."""
+    import torch
+
+    from edgeshrink.evaluators.base_model import base_architecture
+    from edgeshrink.spaces.base_model.candidate import BaseCandidate
+    from edgeshrink.spaces.blocks import build_student
+    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
+
+    architecture = (base_architecture(candidate, data) if isinstance(candidate, BaseCandidate)
+                    else build_student(candidate, data.in_channels, data.num_classes))
+    load_pruned_state_dict(architecture, torch.load(model_dir / WEIGHTS_FILE, weights_only=True))
+    return architecture
 
 
 def _cpu_hint(method: str, cpu: Mapping[str, Any] | None) -> str:

@@ -133,19 +133,10 @@ class FloatModel:
 def trial_float_model(source: Path, candidate: AnyCandidate, data: DataSplits) -> FloatModel:
     """The BatchNorm-folded float model of trial directory ``source`` (see the module
     docstring for which weights)."""
-    import torch
-
-    from edgeshrink.evaluators.base_model import base_architecture
-    from edgeshrink.evaluators.rescore import WEIGHTS_FILE
-    from edgeshrink.spaces.base_model.candidate import BaseCandidate
-    from edgeshrink.spaces.blocks import build_student
+    from edgeshrink.evaluators.rescore import WEIGHTS_FILE, trial_model
     from edgeshrink.spaces.bn_folding import fold_batchnorm
-    from edgeshrink.spaces.pruning.state import load_pruned_state_dict
 
-    architecture = (base_architecture(candidate, data) if isinstance(candidate, BaseCandidate)
-                    else build_student(candidate, data.in_channels, data.num_classes))
-    load_pruned_state_dict(architecture, torch.load(source / WEIGHTS_FILE, weights_only=True))
-    folded = fold_batchnorm(architecture.eval())
+    folded = fold_batchnorm(trial_model(source, candidate, data).eval())
     measured = _measured_weights(source / MEASURED_FP32, folded.state_dict())
     if measured is None:
         return FloatModel(convertible(folded), (

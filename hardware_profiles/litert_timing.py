@@ -19,17 +19,22 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def native_quiet() -> Iterator[None]:
-    """The interpreter's C++ side logs a line per delegate it creates, on file descriptor 2; a
-    search that times a file per trial prints its own summary instead."""
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+def native_quiet(*fds: int) -> Iterator[None]:
+    """The interpreter's C++ side logs a line per delegate it creates, on file descriptor 2 (the
+    converter's also on 1); a search that times a file per trial prints its own summary instead.
+    Silences ``fds`` (default: 2) at the descriptor, which Python's redirects cannot reach."""
+    fds = fds or (2,)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved, null = [os.dup(fd) for fd in fds], os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(null, 2)
+        for fd in fds:
+            os.dup2(null, fd)
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in zip(fds, saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
         os.close(null)
 
 
